@@ -1,0 +1,149 @@
+"""The one frozen configuration object of a search, built by the CLI and read by everything below it.
+
+Nothing below `tuner.search` sees argparse: the CLI validates flags and builds a `SearchConfig`; the
+engine, the cache and the export read only this object. It imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ConfigError
+
+ORACLES = ("random", "bayesian", "hyperband")
+# The metrics every trial logs; an objective outside this set would fail every trial with a bare
+# KeyError inside KerasTuner (DESIGN.md section 3), so it is rejected before the search starts.
+OBJECTIVES = {
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "accuracy": "max",
+    "loss": "min",
+}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one search needs, validated.
+
+    Attributes are documented by the CLI flags of the same name (`python -m tuner.search --help`).
+    """
+
+    data: Path  # training images: class subfolders, or a flat folder of "label.N.ext" files
+    backbones: tuple[str, ...]  # registry names; several make `backbone` a searched hyperparameter
+    project_dir: Path  # trials, checkpoints, caches (unless cache_dir), leaderboard data, export
+    val_data: Path | None = None  # a separate validation folder; else a stratified split of data
+    val_split: float = 0.2  # fraction of each class held out when val_data is None
+    image_size: int | None = None  # None: each backbone's default size
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a local weights file
+    space: Path | None = None  # a user search-space TOML laid over the defaults
+    oracle: str = "random"  # one of ORACLES
+    max_trials: int = 10
+    epochs_head: int = 4  # phase 1: backbone frozen
+    epochs_finetune: int = 4  # phase 2: top blocks unfrozen
+    patience: int = 2  # early stopping inside each phase; 0 turns it off
+    batch_size: int = 32
+    objective: str = "val_accuracy"
+    seed: int = 1
+    overwrite: bool = False
+    export_dir: Path | None = None  # default: project_dir / "export"
+    cache: bool = True  # train on cached frozen activations; False keeps the full-model path
+    cache_dir: Path | None = None  # default: project_dir / "cache"
+    cache_memory: int = 2 * 2**30  # bytes; larger entries are memory-mapped
+    cache_dtype: str = "float16"  # float16 halves the cache for a ~2e-4 relative change
+    augment: bool = False
+    augment_views: int = 4  # cached augmented views per image when augment is on
+    shuffle: bool = True
+    max_consecutive_failures: int = 3
+    demo: bool = False
+    verbose: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # settings for tests and benchmarks
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_trials >= 1, "max_trials", "must be >= 1", self.max_trials),
+            (self.epochs_head >= 1, "epochs_head", "must be >= 1", self.epochs_head),
+            (self.epochs_finetune >= 0, "epochs_finetune", "must be >= 0", self.epochs_finetune),
+            (self.patience >= 0, "patience", "must be >= 0", self.patience),
+            (self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size),
+            (0.0 < self.val_split < 1.0, "val_split", "must be between 0 and 1 (exclusive)",
+             self.val_split),
+            (self.augment_views >= 1, "augment_views", "must be >= 1", self.augment_views),
+            (self.cache_memory >= 0, "cache_memory", "must be >= 0", self.cache_memory),
+            (self.max_consecutive_failures >= 1, "max_consecutive_failures", "must be >= 1",
+             self.max_consecutive_failures),
+            (self.image_size is None or self.image_size >= 1, "image_size", "must be >= 1",
+             self.image_size),
+            (len(self.backbones) >= 1, "backbone", "needs at least one name", self.backbones),
+        ]
+        for ok, name, rule, value in checks:
+            if not ok:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"`{flag}` {rule}. Received: {name}={value!r}")
+        if self.cache_dtype not in ("float16", "float32"):
+            raise ConfigError(
+                f"Expected cache_dtype 'float16' or 'float32'. Received: {self.cache_dtype!r}"
+            )
+        if self.oracle not in ORACLES:
+            raise ConfigError(
+                f"Unknown oracle. Expected one of {', '.join(ORACLES)}. "
+                f"Received: oracle={self.oracle!r}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"Unknown objective. Expected one of {', '.join(OBJECTIVES)} (the metrics every "
+                f"trial logs). Received: objective={self.objective!r}"
+            )
+
+    @property
+    def direction(self) -> str:
+        """"max" or "min", the direction of `objective`."""
+        return OBJECTIVES[self.objective]
+
+    @property
+    def trials_dir(self) -> Path:
+        """The KerasTuner project folder (oracle state and one folder per trial)."""
+        return self.project_dir / "trials"
+
+    @property
+    def resolved_export_dir(self) -> Path:
+        return self.export_dir or self.project_dir / "export"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.project_dir / "cache"
+
+    @property
+    def total_epochs(self) -> int:
+        """The whole per-trial budget; Hyperband runs over it with the phase boundary at
+        `epochs_head`."""
+        return self.epochs_head + self.epochs_finetune
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def default_project_dir(backbones: tuple[str, ...]) -> Path:
+    """`runs/<backbone>` (several backbones join with '+')."""
+    return Path("runs") / "+".join(backbones)
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size such as "512M", "2G" or "1000000" (for `--cache-memory`)."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    value = text.strip().lower().rstrip("b")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"Expected a size such as 512M or 2G. Received: cache_memory={text!r}"
+        ) from None
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,879 @@
+"""The search itself: a KerasTuner HyperModel and Tuner that run both transfer-learning phases.
+
+Layering: `Workbench` owns the data and everything frozen (decoded pixels, backbones built once per
+process, cached activations); `TransferHyperModel` declares the search space and builds the full
+model; `TransferTuner.run_trial` trains phase 1 (head on a frozen backbone) and phase 2 (top blocks
+unfrozen at a low learning rate) and returns one merged result.
+
+The cached path (the default) never recomputes what is frozen: phase 1 trains the head on pooled
+backbone features and phase 2 trains only the backbone's top blocks plus the head, on activations
+cached at the block boundary (DESIGN.md section 1). `--no-cache` trains the full model instead.
+
+Error semantics live here: a `TrialError` (or any unexpected error inside a trial) fails that trial
+with a one-line reason and the search goes on; a `TunerError` inside a trial is a configuration
+problem that every trial would hit, so it stops the search.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+from tuner import cuts
+from tuner.backbones import Backbone, build_backbone, get_backbone, weights_origin
+from tuner.cache import ArrayCache
+from tuner.config import SearchConfig
+from tuner.data import ImageSet
+from tuner.display import SearchDisplay
+from tuner.errors import TrialError, TunerError
+from tuner.model import (
+    BACKBONE_NAME,
+    HEAD_NAME,
+    Pieces,
+    augmentation_layers,
+    build_classifier,
+    build_head,
+    compile_model,
+    layer_weights,
+)
+from tuner.preprocessing import preprocessing_layers
+from tuner.spaces import Space
+
+CHECKPOINT = "checkpoint.npz"
+SUMMARY = "summary.json"
+CACHE_FORMAT = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file so that readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def trial_seed(seed: int, trial_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}/{trial_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+def labels_for(images: ImageSet, n_classes: int) -> np.ndarray:
+    labels = np.asarray(images.labels)
+    if n_classes == 2:
+        return labels.astype("float32").reshape(-1, 1)
+    return labels.astype("int32")
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None,
+    views: int = 1,
+    view_seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of `x` (float32) and `y`, gathered by index so `x` may be a memory map.
+
+    With `views > 1`, `x` holds `views` blocks of `len(y)` rows (view-major) and every sample draws
+    one view each time it is served. The same seeds give the same batches on the cached and the
+    full-model path, which is what makes the two comparable (and testable) step by step.
+    """
+    n = len(y)
+    if len(x) != n * views:
+        raise ValueError(f"Expected {n * views} rows of x for {n} labels and {views} views; "
+                         f"received {len(x)}.")
+    rng = np.random.default_rng(view_seed)
+    sample_shape = tuple(x.shape[1:])
+    y_shape = tuple(y.shape[1:])
+
+    def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = index if views == 1 else rng.integers(0, views, len(index)) * n + index
+        # Memory maps read fastest in file order; restore the batch order afterwards.
+        order = np.argsort(rows, kind="stable")
+        batch = np.empty((len(rows),) + sample_shape, dtype=np.float32)
+        batch[order] = x[rows[order]]
+        return batch, y[index]
+
+    indices = tf.data.Dataset.range(n)
+    if shuffle_seed is not None:
+        indices = indices.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        xb, yb = tf.numpy_function(gather, [index], [tf.float32, tf.as_dtype(y.dtype)],
+                                   stateful=True)
+        xb.set_shape((None,) + sample_shape)
+        yb.set_shape((None,) + y_shape)
+        return xb, yb
+
+    return indices.batch(batch_size).map(load).prefetch(2)
+
+
+@dataclass
+class Weights:
+    """How one backbone gets its starting weights, and what identifies them."""
+
+    argument: str | None  # what build_backbone receives: "imagenet" or a file path
+    origin: str  # for the leaderboard and metadata: "imagenet", "none" or "file:<sha>"
+    key: str  # identifies the exact weights inside cache fingerprints
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class Workbench:
+    """The data and the frozen computations that every trial of one search shares.
+
+    Args:
+        config: the search configuration.
+        space: the search space.
+        train, val: the image sets, and their decoded pixels (uint8, N x S x S x 3), keyed by the
+            image size they were decoded at.
+        display: where progress goes.
+    """
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        space: Space,
+        *,
+        train: ImageSet,
+        val: ImageSet,
+        pixels: Callable[[ImageSet, int], np.ndarray],
+        display: SearchDisplay | None = None,
+    ) -> None:
+        self.config = config
+        self.space = space
+        self.train = train
+        self.val = val
+        self._pixels = pixels
+        self._pixel_cache: dict[tuple[int, int], np.ndarray] = {}
+        self.display = display or SearchDisplay(verbose=0)
+        self.class_names = tuple(train.class_names)
+        self.n_classes = len(self.class_names)
+        self.cache = (
+            ArrayCache(config.resolved_cache_dir, memory_budget=config.cache_memory)
+            if config.cache
+            else None
+        )
+        self._sessions: dict[str, BackboneSession] = {}
+        self._weights: dict[tuple[str, int], Weights] = {}
+        self.overhead_seconds = 0.0  # time outside training: building, tracing, cache I/O
+
+    def pixels(self, which: str, size: int) -> np.ndarray:
+        images = self.train if which == "train" else self.val
+        key = (id(images), size)
+        if key not in self._pixel_cache:
+            self._pixel_cache[key] = self._pixels(images, size)
+        return self._pixel_cache[key]
+
+    def labels(self, which: str) -> np.ndarray:
+        return labels_for(self.train if which == "train" else self.val, self.n_classes)
+
+    def image_size(self, backbone: Backbone) -> int:
+        return self.config.image_size or backbone.default_size
+
+    def weights(self, backbone: Backbone) -> Weights:
+        """Resolve `--weights` for one backbone.
+
+        Random init (`none`) is drawn once, seeded, and saved under the project directory, so that
+        every trial, every process and every rebuild (checkpoints, export) sees the same frozen
+        weights, and the cache fingerprint can name them exactly.
+        """
+        size = self.image_size(backbone)
+        key = (backbone.name, size)
+        if key in self._weights:
+            return self._weights[key]
+        choice = self.config.weights
+        if choice == "imagenet":
+            resolved = Weights("imagenet", "imagenet", f"imagenet:{keras.__version__}")
+        elif choice == "none":
+            path = self.config.project_dir / "init" / f"{backbone.name}-{size}.weights.h5"
+            self._ensure_random_init(backbone, size, path)
+            resolved = Weights(str(path), "none", f"none:{file_digest(path)}")
+        else:
+            path = Path(choice)
+            resolved = Weights(str(path), weights_origin(str(path)), f"file:{file_digest(path)}")
+        self._weights[key] = resolved
+        return resolved
+
+    def _ensure_random_init(self, backbone: Backbone, size: int, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Several workers of a distributed search share the project folder: one draws the init.
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.exists():
+                return
+            keras.utils.set_random_seed(self.config.seed)
+            model = build_backbone(backbone, size, None)
+            tmp = path.with_name(f"{path.name[: -len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
+            try:
+                model.save_weights(tmp)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    def build_backbone(self, backbone: Backbone) -> keras.Model:
+        return build_backbone(backbone, self.image_size(backbone), self.weights(backbone).argument)
+
+    def session(self, name: str) -> BackboneSession:
+        if name not in self._sessions:
+            start = time.perf_counter()
+            self._sessions[name] = BackboneSession(self, get_backbone(name))
+            self.overhead_seconds += time.perf_counter() - start
+        return self._sessions[name]
+
+
+class BackboneSession:
+    """One backbone built once per process, its blocks, and its cached frozen activations.
+
+    Splits are made once per cut and reused, since every split adds graph nodes to the layers above
+    it (DESIGN.md section 2). Phase 2 trains the shared top layers in place, so the pretrained
+    weights above the deepest cut are kept and restored before each fine-tuning.
+    """
+
+    def __init__(self, bench: Workbench, backbone: Backbone) -> None:
+        self.bench = bench
+        self.spec = backbone
+        self.size = bench.image_size(backbone)
+        self.weights = bench.weights(backbone)
+        self.model = bench.build_backbone(backbone)
+        self.last = len(self.model.layers) - 1
+        self._splits: dict[int, tuple[keras.Model, keras.Model]] = {}
+        self._features: dict[tuple[str, int], np.ndarray] = {}
+        # Phase 2 trains the shared top layers in place; keep their pretrained weights, above the
+        # deepest cut the space can ask for, to restore before each fine-tuning.
+        n_blocks = len(cuts.blocks(self.model, backbone.block_pattern))
+        deepest = min(bench.space.max_unfreeze_blocks(), n_blocks)
+        self._deepest = self.cut(deepest) if deepest > 0 else self.last
+        self._pretrained = {
+            index: layer_weights([self.model.layers[index]])[0]
+            for index in range(self._deepest + 1, len(self.model.layers))
+        }
+
+    @property
+    def n_features(self) -> int:
+        return int(self.model.output.shape[-1])
+
+    def cut(self, k: int) -> int:
+        return cuts.unfreeze_cut(self.model, self.spec.block_pattern, k)
+
+    def split(self, cut: int) -> tuple[keras.Model, keras.Model]:
+        if cut not in self._splits:
+            self._splits[cut] = cuts.split(self.model, cut)
+        return self._splits[cut]
+
+    def restore_pretrained(self, cut: int) -> None:
+        """Put the pretrained weights back on every layer above `cut`."""
+        if cut < self._deepest:
+            raise ValueError(f"Cut {cut} is below the deepest cut the space allows "
+                             f"({self._deepest}); its pretrained weights were not kept.")
+        for index in range(cut + 1, len(self.model.layers)):
+            if self._pretrained[index]:
+                self.model.layers[index].set_weights(self._pretrained[index])
+
+    def cache_key(self, which: str, cut: int) -> dict[str, Any]:
+        from tuner.data import fingerprint_files
+
+        config = self.bench.config
+        images = self.bench.train if which == "train" else self.bench.val
+        augment = which == "train" and config.augment
+        return {
+            "format": CACHE_FORMAT,
+            "backbone": self.spec.name,
+            "weights": self.weights.key,
+            "image_size": self.size,
+            "preprocessing": self.spec.preprocessing,
+            "cut": cut,
+            "layers": len(self.model.layers),
+            "dtype": config.cache_dtype,
+            "augment": {"views": config.augment_views, "seed": config.seed} if augment else None,
+            "keras": keras.__version__,
+            "files": [list(f) for f in fingerprint_files(images)],
+        }
+
+    def features(self, which: str, cut: int) -> np.ndarray:
+        """The frozen output at `cut` for every train or val image, from the cache or built now.
+
+        The pooled backbone output (phase 1) is the output of the last layer, `cut == self.last`.
+        """
+        key = (which, cut)
+        if key in self._features:
+            return self._features[key]
+        bench = self.bench
+        config = bench.config
+        images = bench.train if which == "train" else bench.val
+        augment = which == "train" and config.augment
+        views = config.augment_views if augment else 1
+        bottom = self.model if cut == self.last else self.split(cut)[0]
+        shape = (views * len(images),) + tuple(int(d) for d in bottom.output.shape[1:])
+        layer = self.model.layers[cut].name
+        name = f"{self.spec.name}-{self.size}-{which}-cut{cut}"
+
+        def produce():
+            inputs = keras.Input((self.size, self.size, 3))
+            x = inputs
+            for pre in preprocessing_layers(self.spec.preprocessing):
+                x = pre(x)
+            forward = keras.Model(inputs, bottom(x))
+            augmenter = (
+                keras.Sequential(augmentation_layers(config.seed)) if augment else None
+            )
+            pixels = bench.pixels(which, self.size)
+            batch = max(8, min(64, config.batch_size))
+            for _view in range(views):
+                for start in range(0, len(pixels), batch):
+                    xb = pixels[start : start + batch].astype("float32")
+                    if augmenter is not None:
+                        xb = augmenter(xb, training=True)
+                    yield np.asarray(forward.predict_on_batch(xb))
+
+        start = time.perf_counter()
+        description = f"caching {which} activations at {layer} ({self.spec.name}@{self.size})"
+        assert bench.cache is not None
+        entry = bench.cache.lookup(name, self.cache_key(which, cut))
+        if entry is None:
+            with bench.display.build_progress(description, shape[0]) as update:
+                entry = bench.cache.get_or_build(
+                    name,
+                    self.cache_key(which, cut),
+                    shape=shape,
+                    dtype=config.cache_dtype,
+                    produce=produce,
+                    progress=update,
+                )
+        bench.overhead_seconds += time.perf_counter() - start
+        self._features[key] = entry.array
+        return entry.array
+
+
+class TransferHyperModel(kt.HyperModel):
+    """Backbone + head, with the hyperparameters of both phases.
+
+    Hyperparameters: `head/units`, `head/dropout`, `head/learning_rate`,
+    `finetune/unfreeze_blocks`, `finetune/learning_rate`, and `backbone` when several are searched.
+    """
+
+    def __init__(self, bench: Workbench) -> None:
+        super().__init__(name="transfer")
+        self.bench = bench
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        backbones = self.bench.config.backbones
+        if len(backbones) > 1:
+            hp.Choice("backbone", list(backbones))
+        self.bench.space.declare(hp)
+
+    def backbone_of(self, hp: kt.HyperParameters) -> str:
+        return hp.values.get("backbone", self.bench.config.backbones[0])
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        """The full classifier for `hp`: pretrained backbone, untrained head, compiled for phase 1."""
+        self.declare_hyperparameters(hp)
+        bench = self.bench
+        spec = get_backbone(self.backbone_of(hp))
+        backbone = bench.build_backbone(spec)
+        backbone.trainable = False
+        head = build_head(
+            int(backbone.output.shape[-1]),
+            units=hp.get("head/units"),
+            dropout=hp.get("head/dropout"),
+            n_classes=bench.n_classes,
+        )
+        model = build_classifier(
+            backbone,
+            head,
+            image_size=bench.image_size(spec),
+            preprocessing=spec.preprocessing,
+            augment_seed=bench.config.seed if bench.config.augment else None,
+        )
+        compile_model(model, hp.get("head/learning_rate"), bench.n_classes)
+        return model
+
+
+@dataclass
+class PhaseResult:
+    epochs: int = 0
+    seconds: float = 0.0
+    best: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self, objective: str) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "seconds": round(self.seconds, 3),
+            "val_accuracy": self.best.get("val_accuracy"),
+            "best": self.best,
+        }
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Tracks the best epoch across both phases, keeps its weights, and stops on divergence.
+
+    One recorder serves both phases so that the checkpoint is always the epoch the score came
+    from (DESIGN.md section 3).
+    """
+
+    def __init__(self, objective: str, direction: str, capture: Callable[[], Pieces],
+                 on_epoch: Callable[[int, dict[str, float], float], None]) -> None:
+        super().__init__()
+        self.objective = objective
+        self.better = (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
+        self.capture = capture
+        self.on_epoch = on_epoch
+        self.best_logs: dict[str, float] | None = None
+        self.best_pieces: Pieces | None = None
+        self.phase = 1
+        self.phase_best: dict[int, dict[str, float]] = {}
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for name in ("loss", "val_loss"):
+            if name in logs and not math.isfinite(logs[name]):
+                raise TrialError(
+                    f"diverged: {name} became {logs[name]} at epoch {epoch + 1} (phase "
+                    f"{self.phase}); a lower learning rate may help"
+                )
+        self.on_epoch(epoch, logs, time.perf_counter() - self._started)
+        value = logs.get(self.objective)
+        if value is None:
+            return
+        phase_best = self.phase_best.get(self.phase)
+        if phase_best is None or self.better(value, phase_best[self.objective]):
+            self.phase_best[self.phase] = logs
+        if self.best_logs is None or self.better(value, self.best_logs[self.objective]):
+            self.best_logs = logs
+            self.best_pieces = self.capture()
+
+
+class TransferTuner(kt.Tuner):
+    """A KerasTuner `Tuner` whose trials run both transfer-learning phases.
+
+    Works with any oracle. With Hyperband (whose plain-Tuner trials carry `tuner/epochs`,
+    `tuner/initial_epoch` and `tuner/trial_id`), the budget runs over the total epochs with the
+    phase boundary at absolute epoch `epochs_head`, and a continuation starts from its
+    predecessor's checkpoint.
+    """
+
+    def __init__(self, oracle: kt.Oracle, bench: Workbench, **kwargs: Any) -> None:
+        self.bench = bench
+        self.trial_number = 0
+        super().__init__(
+            oracle=oracle,
+            hypermodel=TransferHyperModel(bench),
+            directory=str(bench.config.project_dir),
+            project_name=bench.config.trials_dir.name,
+            overwrite=bench.config.overwrite,
+            **kwargs,
+        )
+
+    # KerasTuner would build the whole model (several times for conditional spaces) just to learn
+    # the space; ours is declared from data, so building is skipped (DESIGN.md section 3).
+    def _populate_initial_space(self) -> None:
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def checkpoint_path(self, trial_id: str) -> Path:
+        return Path(self.get_trial_dir(trial_id)) / CHECKPOINT
+
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)
+        self.trial_number += 1
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict:
+        bench = self.bench
+        config = bench.config
+        summary: dict[str, Any] = {"trial_id": trial.trial_id, "phase1": None, "phase2": None,
+                                   "epochs_run": 0, "seconds": None, "reason": None,
+                                   "augment": config.augment, "cache": config.cache}
+        started = time.perf_counter()
+        values = {k: v for k, v in trial.hyperparameters.values.items()}
+        bench.display.trial_begin(trial.trial_id, self.trial_number, config.max_trials, values)
+        try:
+            metrics = self._run(trial, summary)
+        except TrialError as error:
+            reason = str(error)
+            summary["reason"] = reason
+            raise kt.errors.FailedTrialError(reason) from error
+        except TunerError as error:
+            summary["reason"] = str(error)
+            raise kt.errors.FatalError(str(error)) from error
+        except (tf.errors.ResourceExhaustedError, MemoryError) as error:
+            reason = f"out of memory: {first_line(error)}; a smaller --batch-size may help"
+            summary["reason"] = reason
+            raise kt.errors.FailedTrialError(reason) from error
+        except (kt.errors.FatalError, kt.errors.FailedTrialError):
+            raise
+        except Exception as error:
+            reason = f"{type(error).__name__}: {first_line(error)}"
+            summary["reason"] = reason
+            raise kt.errors.FailedTrialError(reason) from error
+        finally:
+            summary["seconds"] = round(time.perf_counter() - started, 3)
+            try:
+                atomic_write_text(Path(self.get_trial_dir(trial.trial_id)) / SUMMARY,
+                                  json.dumps(summary, indent=2))
+            except OSError as error:  # a full disk must not hide the trial's own outcome
+                bench.display.warning(f"could not write the trial summary: {error}")
+            bench.display.trial_end(
+                trial.trial_id,
+                "failed" if summary["reason"] else "done",
+                (summary.get("best") or {}).get(config.objective),
+                config.objective,
+                summary["reason"],
+            )
+        return metrics
+
+    def _run(self, trial: kt.engine.trial.Trial, summary: dict[str, Any]) -> dict[str, float]:
+        bench = self.bench
+        config = bench.config
+        hp = trial.hyperparameters
+        name = self.hypermodel.backbone_of(hp)
+        summary["backbone"] = name
+        k = int(hp.get("finetune/unfreeze_blocks"))
+        head_epochs = config.epochs_head
+        full_budget = config.total_epochs if k > 0 and config.epochs_finetune > 0 else head_epochs
+        target = int(hp.values.get("tuner/epochs", full_budget))
+        initial = int(hp.values.get("tuner/initial_epoch", 0))
+        predecessor = hp.values.get("tuner/trial_id")
+        seed = trial_seed(config.seed, trial.trial_id)
+        keras.utils.set_random_seed(seed)
+
+        if config.cache:
+            plan = _CachedPlan(self, hp, name, k)
+        else:
+            plan = _FullPlan(self, hp, name, k)
+        if predecessor:
+            plan.load(Pieces.load(self.checkpoint_path(predecessor)))
+
+        def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
+            last = head_epochs if recorder.phase == 1 else target
+            bench.display.epoch(recorder.phase, epoch + 1, min(last, target), logs, seconds)
+
+        recorder = _Recorder(config.objective, config.direction, plan.capture, on_epoch)
+        phase1 = PhaseResult()
+        phase2: PhaseResult | None = None
+        if initial < head_epochs:
+            recorder.phase = 1
+            phase1 = plan.fit(1, initial, min(target, head_epochs), recorder, seed)
+            if recorder.best_pieces is not None:
+                # Fine-tuning starts from the best head, not the last one.
+                plan.restore(recorder.best_pieces)
+        if k > 0 and target > head_epochs and config.epochs_finetune > 0:
+            recorder.phase = 2
+            phase2 = plan.fit(2, max(initial, head_epochs), target, recorder, seed)
+        if recorder.best_logs is None:
+            # A Hyperband continuation with nothing left to train: score what it inherited.
+            recorder.best_logs = plan.evaluate()
+            recorder.best_pieces = plan.capture()
+        assert recorder.best_pieces is not None
+        start = time.perf_counter()
+        try:
+            recorder.best_pieces.save(self.checkpoint_path(trial.trial_id))
+        except OSError as error:
+            raise TunerError(
+                f"Could not write the checkpoint {self.checkpoint_path(trial.trial_id)}: "
+                f"{error.strerror or error}. Free disk space or pass --project-dir DIR on a "
+                "writable disk; the search can be resumed by rerunning the same command."
+            ) from error
+        bench.overhead_seconds += time.perf_counter() - start
+        phase1.best = recorder.phase_best.get(1, {})
+        summary["phase1"] = phase1.as_dict(config.objective) if phase1.epochs else None
+        if phase2 is not None:
+            phase2.best = recorder.phase_best.get(2, {})
+            summary["phase2"] = phase2.as_dict(config.objective)
+        summary["epochs_run"] = phase1.epochs + (phase2.epochs if phase2 else 0)
+        summary["best"] = recorder.best_logs
+        return dict(recorder.best_logs)
+
+    def load_model(self, trial: kt.engine.trial.Trial) -> keras.Model:
+        """The trial's full model: rebuilt, then its trained pieces loaded from the checkpoint."""
+        model = self.hypermodel.build(trial.hyperparameters)
+        pieces = Pieces.load(self.checkpoint_path(trial.trial_id))
+        pieces.apply(model.get_layer(HEAD_NAME), model.get_layer(BACKBONE_NAME))
+        return model
+
+    def save_model(self, trial_id: str, model: keras.Model, step: int = 0) -> None:
+        # Checkpoints are written by run_trial from the best epoch (see _Recorder).
+        return None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+class _Plan:
+    """How one trial trains: on cached activations, or on the full model."""
+
+    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
+        self.tuner = tuner
+        self.bench = tuner.bench
+        self.config = tuner.bench.config
+        self.hp = hp
+        self.k = k
+        self.backbone_name = backbone
+
+    def _callbacks(self, recorder: _Recorder) -> list[keras.callbacks.Callback]:
+        callbacks: list[keras.callbacks.Callback] = [recorder]
+        if self.config.patience:
+            # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
+            callbacks.insert(0, copy.deepcopy(keras.callbacks.EarlyStopping(
+                monitor=self.config.objective,
+                mode=self.config.direction,
+                patience=self.config.patience,
+            )))
+        return callbacks
+
+    def _fit(self, model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
+             initial: int, epochs: int, recorder: _Recorder) -> PhaseResult:
+        if epochs <= initial:
+            return PhaseResult()
+        start = time.perf_counter()
+        history = model.fit(
+            train,
+            validation_data=val,
+            initial_epoch=initial,
+            epochs=epochs,
+            callbacks=self._callbacks(recorder),
+            verbose=0 if self.config.verbose < 2 else 2,
+        )
+        return PhaseResult(epochs=len(history.epoch), seconds=time.perf_counter() - start)
+
+    def _dataset(self, x: np.ndarray, which: str, seed: int, phase: int, views: int = 1):
+        y = self.bench.labels(which)
+        shuffle = seed + phase if (which == "train" and self.config.shuffle) else None
+        return make_dataset(x, y, self.config.batch_size, shuffle_seed=shuffle, views=views,
+                            view_seed=seed + 7 * phase)
+
+
+class _CachedPlan(_Plan):
+    """Phase 1 on pooled features, phase 2 on activations cached at the block boundary."""
+
+    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
+        super().__init__(tuner, hp, backbone, k)
+        self.session = self.bench.session(backbone)
+        self.cut = self.session.cut(k) if k > 0 else None
+        self.head = build_head(
+            self.session.n_features,
+            units=hp.get("head/units"),
+            dropout=hp.get("head/dropout"),
+            n_classes=self.bench.n_classes,
+        )
+        self._model2: keras.Model | None = None
+        if self.cut is not None:
+            self.session.restore_pretrained(self.cut)
+
+    def capture(self) -> Pieces:
+        if self._model2 is None:
+            return Pieces.capture(self.head, None, None)
+        return Pieces.capture(self.head, self.session.model, self.cut)
+
+    def restore(self, pieces: Pieces) -> None:
+        pieces.apply(self.head, self.session.model)
+
+    def load(self, pieces: Pieces) -> None:
+        self.restore(pieces)
+
+    def _views(self) -> int:
+        return self.config.augment_views if self.config.augment else 1
+
+    def fit(self, phase: int, initial: int, epochs: int, recorder: _Recorder,
+            seed: int) -> PhaseResult:
+        session = self.session
+        if phase == 1:
+            model = self.head
+            compile_model(model, self.hp.get("head/learning_rate"), self.bench.n_classes)
+            cut = session.last
+        else:
+            assert self.cut is not None
+            cut = self.cut
+            top = session.split(cut)[1]
+            cuts.freeze_for_finetune(session.model, cut)
+            inputs = keras.Input(tuple(int(d) for d in top.input.shape[1:]), name="activations")
+            model = keras.Model(inputs, self.head(top(inputs)), name="finetune")
+            self._model2 = model
+            compile_model(model, self.hp.get("finetune/learning_rate"), self.bench.n_classes)
+        train = self._dataset(session.features("train", cut), "train", seed, phase, self._views())
+        val = self._dataset(session.features("val", cut), "val", seed, phase)
+        return self._fit(model, train, val, initial, epochs, recorder)
+
+    def evaluate(self) -> dict[str, float]:
+        session = self.session
+        cut = session.last if self._model2 is None else self.cut
+        model = self.head if self._model2 is None else self._model2
+        if not model.compiled:
+            compile_model(model, self.hp.get("head/learning_rate"), self.bench.n_classes)
+        val = self._dataset(session.features("val", cut), "val", 0, 1)
+        logs = model.evaluate(val, verbose=0, return_dict=True)
+        return {f"val_{k}": float(v) for k, v in logs.items()}
+
+
+class _FullPlan(_Plan):
+    """The no-cache path: every epoch runs the whole network, frozen parts included."""
+
+    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
+        super().__init__(tuner, hp, backbone, k)
+        start = time.perf_counter()
+        self.model = tuner.hypermodel.build(hp)
+        self.bench.overhead_seconds += time.perf_counter() - start
+        self.backbone = self.model.get_layer(BACKBONE_NAME)
+        self.head = self.model.get_layer(HEAD_NAME)
+        spec = get_backbone(backbone)
+        self.size = self.bench.image_size(spec)
+        self.pattern = spec.block_pattern
+        self.cut: int | None = None
+
+    def capture(self) -> Pieces:
+        return Pieces.capture(self.head, self.backbone, self.cut)
+
+    def restore(self, pieces: Pieces) -> None:
+        pieces.apply(self.head, self.backbone)
+
+    def load(self, pieces: Pieces) -> None:
+        self.restore(pieces)
+
+    def fit(self, phase: int, initial: int, epochs: int, recorder: _Recorder,
+            seed: int) -> PhaseResult:
+        if phase == 1:
+            self.backbone.trainable = False
+            compile_model(self.model, self.hp.get("head/learning_rate"), self.bench.n_classes)
+        else:
+            self.cut = cuts.unfreeze_cut(self.backbone, self.pattern, self.k)
+            cuts.freeze_for_finetune(self.backbone, self.cut)
+            compile_model(self.model, self.hp.get("finetune/learning_rate"), self.bench.n_classes)
+        train = self._dataset(self.bench.pixels("train", self.size), "train", seed, phase)
+        val = self._dataset(self.bench.pixels("val", self.size), "val", seed, phase)
+        return self._fit(self.model, train, val, initial, epochs, recorder)
+
+    def evaluate(self) -> dict[str, float]:
+        if not self.model.compiled:
+            compile_model(self.model, self.hp.get("head/learning_rate"), self.bench.n_classes)
+        val = self._dataset(self.bench.pixels("val", self.size), "val", 0, 1)
+        logs = self.model.evaluate(val, verbose=0, return_dict=True)
+        return {f"val_{k}": float(v) for k, v in logs.items()}
+
+
+def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
+    """The KerasTuner oracle named by `--oracle`."""
+    objective = kt.Objective(config.objective, direction=config.direction)
+    common: dict[str, Any] = {
+        "objective": objective,
+        "seed": config.seed,
+        "max_retries_per_trial": max_retries,
+        "max_consecutive_failed_trials": config.max_consecutive_failures,
+    }
+    if config.oracle == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
+    if config.oracle == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=config.max_trials, **common)
+    return kt.oracles.HyperbandOracle(
+        max_epochs=config.total_epochs, factor=3, hyperband_iterations=1, **common
+    )
+
+
+def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
+    """Completed trials, best first: `get_best_trials` pads with unfinished ones (DESIGN.md)."""
+    trials = tuner.oracle.get_best_trials(len(tuner.oracle.trials))
+    return [t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED]
+
+
+def dump_run(config: SearchConfig, bench: Workbench) -> dict[str, Any]:
+    """What `run.json` holds: the settings the leaderboard and export report."""
+    weights = sorted({bench.weights(get_backbone(b)).origin for b in config.backbones})
+    return {
+        "objective": config.objective,
+        "direction": config.direction,
+        "backbones": list(config.backbones),
+        "weights": weights[0] if len(weights) == 1 else weights,
+        "image_size": config.image_size,
+        "augment": config.augment,
+        "augment_views": config.augment_views if config.augment else 0,
+        "oracle": config.oracle,
+        "class_names": list(bench.class_names),
+        "cache": config.cache,
+        "seed": config.seed,
+        "max_trials": config.max_trials,
+        "epochs_head": config.epochs_head,
+        "epochs_finetune": config.epochs_finetune,
+    }
+
+
+def hp_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def count_blocks(bench: Workbench, backbone: Backbone) -> int:
+    """How many unfreezable blocks the backbone has (builds it once for this process)."""
+    session = bench.session(backbone.name)
+    return len(cuts.blocks(session.model, backbone.block_pattern))
+
+
+def last_failure(tuner: kt.Tuner) -> str:
+    """The one-line reason of the most recent failed trial, for the message that stops a search."""
+    failed = [t for t in tuner.oracle.trials.values()
+              if t.status in ("FAILED", "INVALID") and t.message]
+    if not failed:
+        return "unknown"
+    lines = [ln for ln in failed[-1].message.strip().splitlines() if ln.strip()]
+    return lines[-1].strip()[:200] if lines else "unknown"
+
+
+def export_best(tuner: TransferTuner, trial: kt.engine.trial.Trial,
+                directory: str | os.PathLike) -> Path:
+    """Export one trial's model to `directory` with its metadata."""
+    from tuner.export import export_model
+
+    bench = tuner.bench
+    config = bench.config
+    model = tuner.load_model(trial)
+    name = tuner.hypermodel.backbone_of(trial.hyperparameters)
+    spec = get_backbone(name)
+    summary_path = Path(tuner.get_trial_dir(trial.trial_id)) / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    metadata = {
+        "format": 1,
+        "class_names": list(bench.class_names),
+        "input": {"image_size": bench.image_size(spec), "channels": "RGB", "range": [0, 255],
+                  "note": "raw pixels of any size; resized (bilinear) and preprocessed inside"},
+        "output": "sigmoid probability of class_names[1]" if bench.n_classes == 2
+        else "softmax probabilities over class_names",
+        "backbone": name,
+        "weights": bench.weights(spec).origin,
+        "hyperparameters": hp_values(trial.hyperparameters.values),
+        "objective": {"name": config.objective, "direction": config.direction,
+                      "value": trial.score},
+        "validation": summary.get("best", {}),
+        "phases": {"head": summary.get("phase1"), "finetune": summary.get("phase2")},
+        "trial_id": trial.trial_id,
+        "augment": config.augment,
+        "cache": config.cache,
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+    }
+    return export_model(model, directory, image_size=bench.image_size(spec), metadata=metadata)

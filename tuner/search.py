@@ -1,0 +1,342 @@
+"""The command line: `python -m tuner.search --backbone xception --data ./my_images`.
+
+Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
+`--help` and usage errors answer at once, and a bad command line creates no files), then loads the
+data, runs the search, prints the leaderboard and exports the best model. A `TunerError` becomes
+one line on stderr and exit code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
+from tuner.errors import ConfigError, TunerError
+
+DEMO_SETTINGS = {
+    "backbones": ("tiny",),
+    "weights": "none",
+    "image_size": 64,
+    "max_trials": 4,
+    "epochs_head": 4,
+    "epochs_finetune": 2,
+    "batch_size": 32,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.search",
+        description=(
+            "Search two-phase transfer learning (a new head on a frozen pretrained backbone, "
+            "then fine-tuning of its top blocks) for the best image classifier, print a "
+            "leaderboard and export the best model."
+        ),
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="training images: one subfolder per class, or a "
+                      "flat folder of files named LABEL.N.jpg")
+    data.add_argument("--val-data", type=Path, help="validation images, same layouts; default: "
+                      "a stratified --val-split of --data")
+    data.add_argument("--val-split", type=float, default=0.2,
+                      help="fraction of each class held out for validation (default: 0.2)")
+    data.add_argument("--demo", action="store_true",
+                      help="run an offline demo on a small generated dataset (no downloads)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", default=None,
+                       help="a backbone name, or a comma-separated list to search over "
+                       "(default: xception; see --list-backbones)")
+    model.add_argument("--list-backbones", action="store_true",
+                       help="list the backbone names and exit")
+    model.add_argument("--image-size", type=int, help="square input size in pixels (default: "
+                       "the backbone's own)")
+    model.add_argument("--weights",
+                       help="imagenet (downloaded and cached by Keras; the default), none (random "
+                       "init; the default with --demo) or a path to a weights file for the "
+                       "backbone without its top")
+    search = parser.add_argument_group("search")
+    search.add_argument("--space", type=Path, help="a search-space TOML laid over the defaults")
+    search.add_argument("--oracle", default="random", help=f"one of {', '.join(ORACLES)}")
+    search.add_argument("--max-trials", type=int, help="trials to run (default: 10)")
+    search.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
+    search.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
+    search.add_argument("--patience", type=int, default=2,
+                        help="early-stopping patience inside each phase; 0 turns it off")
+    search.add_argument("--batch-size", type=int, help="default: 32")
+    search.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
+    search.add_argument("--seed", type=int, default=1)
+    output = parser.add_argument_group("output")
+    output.add_argument("--project-dir", type=Path,
+                        help="where trials, caches and the export go (default: runs/<backbone>); "
+                        "rerunning the same command resumes")
+    output.add_argument("--overwrite", action="store_true", help="start the search over")
+    output.add_argument("--export", type=Path, help="export folder (default: PROJECT_DIR/export)")
+    speed = parser.add_argument_group("cache")
+    speed.add_argument("--no-cache", action="store_true",
+                       help="train the full model every epoch instead of cached frozen activations")
+    speed.add_argument("--cache-dir", type=Path, help="default: PROJECT_DIR/cache")
+    speed.add_argument("--cache-memory", default="2G",
+                       help="cache entries larger than this are memory-mapped (default: 2G)")
+    speed.add_argument("--augment", action="store_true",
+                       help="random flip, rotation and zoom; the cache then holds several views")
+    speed.add_argument("--augment-views", type=int, default=4,
+                       help="augmented views cached per image with --augment (default: 4)")
+    parser.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """Validate the flags into a `SearchConfig`. Imports nothing heavy; creates no files."""
+    from tuner.backbones import get_backbone
+
+    settings: dict[str, Any] = {}
+    if args.demo:
+        settings.update(DEMO_SETTINGS)
+        if args.data is not None:
+            raise ConfigError("--demo makes its own data; drop --data, or drop --demo.")
+        data = Path("<demo>")  # made by run(), after every flag is validated
+    else:
+        if args.data is None:
+            raise ConfigError("Missing --data DIR (a folder of images), or pass --demo.")
+        data = args.data
+    # Flags the user gave win over the demo's settings; the rest keep SearchConfig's defaults.
+    explicit = {
+        "image_size": args.image_size,
+        "max_trials": args.max_trials,
+        "epochs_head": args.epochs_head,
+        "epochs_finetune": args.epochs_finetune,
+        "batch_size": args.batch_size,
+    }
+    settings.update({k: v for k, v in explicit.items() if v is not None})
+    if args.backbone is not None:
+        names = tuple(n.strip().lower() for n in args.backbone.split(",") if n.strip())
+        if not names:
+            raise ConfigError(f"--backbone needs at least one name. Received: {args.backbone!r}")
+        settings["backbones"] = names
+    settings.setdefault("backbones", ("xception",))
+    if args.weights is not None:
+        settings["weights"] = args.weights
+    weights = settings.setdefault("weights", "imagenet")
+    if weights.lower() in ("none", "imagenet"):
+        settings["weights"] = weights.lower()
+    elif not Path(weights).is_file():
+        raise ConfigError(
+            f"--weights must be imagenet, none or an existing weights file. "
+            f"Received: weights={weights!r} (no such file)"
+        )
+    backbones = tuple(dict.fromkeys(get_backbone(n).name for n in settings["backbones"]))
+    settings["backbones"] = backbones
+    if len(backbones) > 1 and settings["weights"] not in ("imagenet", "none"):
+        raise ConfigError("A weights file fits one backbone; pass one --backbone with it, or "
+                          "--weights imagenet|none.")
+    size = settings.get("image_size")
+    for name in backbones:
+        spec = get_backbone(name)
+        if size is not None and size < spec.min_size:
+            raise ConfigError(
+                f"--image-size must be at least {spec.min_size} for {name}. Received: "
+                f"image_size={size}"
+            )
+    project_dir = args.project_dir or (
+        Path("runs") / "demo" if args.demo else default_project_dir(backbones)
+    )
+    return SearchConfig(
+        data=Path(data),
+        val_data=args.val_data,
+        val_split=args.val_split,
+        project_dir=project_dir,
+        space=args.space,
+        oracle=args.oracle.lower(),
+        patience=args.patience,
+        objective=args.objective,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        export_dir=args.export,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        cache_memory=parse_size(args.cache_memory),
+        augment=args.augment,
+        augment_views=args.augment_views,
+        demo=args.demo,
+        verbose=0 if args.quiet else 1,
+        **settings,
+    )
+
+
+def load_space(config: SearchConfig):
+    """The search space for the configured backbones, validated against their block counts later."""
+    from tuner.backbones import get_backbone
+    from tuner.spaces import load_space as load
+
+    family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
+    return load(family=family, path=config.space)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_backbones:
+        from tuner.backbones import get_backbone, list_backbones
+
+        for name in list_backbones():
+            spec = get_backbone(name)
+            print(f"{name:<20} default {spec.default_size:>3}px  min {spec.min_size:>3}px")
+        return 0
+    try:
+        config = config_from_args(args)
+        space = load_space(config)
+        return run(config, space)
+    except TunerError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept; rerun the same command to resume.",
+              file=sys.stderr)
+        return 130
+
+
+def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
+    """Scan, decode and split the data, and set up the `Workbench` every trial shares.
+
+    Everything the user can get wrong in the data is found before any file is written.
+
+    Returns:
+        The `tuner.engine.Workbench`.
+    """
+    from tuner import data as data_module
+    from tuner import engine
+    from tuner.backbones import get_backbone
+    from tuner.display import SearchDisplay
+    from tuner.spaces import validate_unfreeze
+
+    display = display or SearchDisplay(verbose=config.verbose)
+    train_all, skipped = data_module.scan(config.data)
+    val_all = None
+    if config.val_data is not None:
+        val_all, val_skipped = data_module.scan(config.val_data)
+        skipped = skipped + val_skipped
+
+    size = config.image_size or get_backbone(config.backbones[0]).default_size
+    decoded: dict[tuple[tuple[str, ...], int], Any] = {}
+
+    def decode(images, size: int):  # noqa: ANN001, ANN202
+        key = (images.paths, size)
+        if key not in decoded:
+            with display.build_progress(f"decoding {len(images)} images at {size}px",
+                                        len(images)) as update:
+                decoded[key] = data_module.load_pixels(images, size, progress=update)
+        return decoded[key]
+
+    train_kept, _, bad = decode(train_all, size)
+    skipped = skipped + bad
+    val_kept = None
+    if val_all is not None:
+        val_kept, _, bad = decode(val_all, size)
+        skipped = skipped + bad
+        if len(train_kept.class_names) < 2:
+            raise TunerError(
+                f"Training data needs at least 2 classes. Received: "
+                f"{list(train_kept.class_names)} in {config.data}"
+            )
+        val = data_module.check_validation_classes(train_kept, val_kept)
+        train = train_kept
+    else:
+        train, val = data_module.stratified_split(train_kept, config.val_split, config.seed)
+
+    def pixels(images, size: int):  # noqa: ANN001, ANN202
+        # Rows of the decoded array, in the order of `images` (a subset of a decoded set).
+        source = train_kept if val_kept is None or images.paths[0] in set(train_kept.paths) \
+            else val_kept
+        kept, array, _ = decode(source, size)
+        index = {p: i for i, p in enumerate(kept.paths)}
+        return array[[index[p] for p in images.paths]]
+
+    config.project_dir.mkdir(parents=True, exist_ok=True)
+    if skipped:
+        data_module.write_skipped(skipped, config.project_dir / "skipped.txt")
+        display.warning(data_module.summarize_skipped(skipped)
+                        + f" (all listed in {config.project_dir / 'skipped.txt'})")
+    display.message(
+        f"{len(train)} training and {len(val)} validation images, "
+        f"{len(train.class_names)} classes: {', '.join(train.class_names)}"
+    )
+    bench = engine.Workbench(config, space, train=train, val=val, pixels=pixels, display=display)
+    for name in config.backbones:
+        validate_unfreeze(space, engine.count_blocks(bench, get_backbone(name)), name)
+    return bench
+
+
+def search(bench):  # noqa: ANN001, ANN201
+    """Run the search on a prepared `Workbench`; returns the `TransferTuner`."""
+    import keras_tuner as kt
+
+    from tuner import engine
+
+    config = bench.config
+    engine.atomic_write_text(config.project_dir / "run.json",
+                             engine.json.dumps(engine.dump_run(config, bench), indent=2))
+    tuner = engine.TransferTuner(engine.make_oracle(config), bench)
+    try:
+        tuner.search(verbose=0)
+    except kt.errors.FatalError as error:
+        cause = error.__cause__
+        if isinstance(cause, TunerError):
+            raise cause from error
+        raise TunerError(f"The search stopped: {engine.first_line(error)}. Finished trials are "
+                         "kept; fix the cause and rerun the same command to resume.") from error
+    except RuntimeError as error:
+        if "consecutive" in str(error).lower():
+            raise TunerError(
+                f"The search stopped after {config.max_consecutive_failures} consecutive failed "
+                f"trials; the last one said: {engine.last_failure(tuner)}. Finished trials are "
+                "kept; fix the cause and rerun the same command to resume."
+            ) from error
+        raise
+    return tuner
+
+
+def run(config: SearchConfig, space) -> int:  # noqa: ANN001 - tuner.spaces.Space
+    """Load the data, search, print the leaderboard and export the best model."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rich.console import Console
+
+    from tuner.display import SearchDisplay
+
+    console = Console()
+    display = SearchDisplay(console=console, verbose=config.verbose)
+    if config.demo:
+        from tuner.demo import demo_dataset
+
+        config = config.replace(data=demo_dataset())
+        display.message(f"demo: {config.data} (generated images), weights={config.weights}")
+    started = time.perf_counter()
+    bench = prepare(config, space, display)
+    tuner = search(bench)
+
+    from tuner import engine
+    from tuner.leaderboard import build_table, load_leaderboard
+
+    console.print(build_table(load_leaderboard(config.project_dir),
+                              title=f"tuner leaderboard: {config.project_dir}"))
+    best = engine.completed_trials(tuner)
+    if not best:
+        raise TunerError("No trial completed, so nothing was exported; the leaderboard above "
+                         "says why each failed.")
+    path = engine.export_best(tuner, best[0], config.resolved_export_dir)
+    display.message(f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
+                    f"exported to {path} ({time.perf_counter() - started:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
