@@ -95,8 +95,12 @@ def test_every_oracle_completes_trials(search_config, oracle):
 
 def test_hyperband_continuation_places_phase_boundary_at_absolute_epoch(search_config, tmp_path):
     # max_epochs = 2 + 2 = 4 with factor 3: brackets train to epoch 1 (or 2), then continue to 4.
+    space = fixed_space(tmp_path, 1)
+    # Hyperband needs distinct candidates: search the width, keep the rest fixed.
+    space.write_text(space.read_text().replace(
+        'type = "fixed"\nvalue = 16', 'type = "choice"\nvalues = [4, 8, 16, 32, 64]'))
     config = search_config(oracle="hyperband", max_trials=30, epochs_head=2, epochs_finetune=2,
-                           space=fixed_space(tmp_path, 1))
+                           space=space)
     bench, tuner = run_search(config)
     trials = {t.trial_id: t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
     continued = [t for t in trials.values() if t.hyperparameters.values.get("tuner/trial_id")]
@@ -130,7 +134,7 @@ def test_batchnorm_stays_in_inference_mode_while_fine_tuning(search_config, tmp_
     config = search_config(space=fixed_space(tmp_path, 2), cache=False, max_trials=1)
     bench, tuner = run_search(config)
     trial = next(iter(tuner.oracle.trials.values()))
-    plan = _FullPlan(tuner, trial.hyperparameters, "tiny", 2)
+    plan = _FullPlan(tuner, trial.hyperparameters, "tiny", 2, seed=0)
     backbone = plan.backbone
     before = [[np.array(w) for w in layer.get_weights()] for layer in backbone.layers]
     recorder = _Recorder("val_accuracy", "max", plan.capture, lambda *args: None)

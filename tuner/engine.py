@@ -389,8 +389,9 @@ class TransferHyperModel(kt.HyperModel):
     def backbone_of(self, hp: kt.HyperParameters) -> str:
         return hp.values.get("backbone", self.bench.config.backbones[0])
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
-        """The full classifier for `hp`: pretrained backbone, untrained head, compiled for phase 1."""
+    def build(self, hp: kt.HyperParameters, seed: int | None = None) -> keras.Model:
+        """The full classifier for `hp`: pretrained backbone, untrained head (initialised from
+        `seed`), compiled for phase 1."""
         self.declare_hyperparameters(hp)
         bench = self.bench
         spec = get_backbone(self.backbone_of(hp))
@@ -401,6 +402,7 @@ class TransferHyperModel(kt.HyperModel):
             units=hp.get("head/units"),
             dropout=hp.get("head/dropout"),
             n_classes=bench.n_classes,
+            seed=bench.config.seed if seed is None else seed,
         )
         model = build_classifier(
             backbone,
@@ -566,9 +568,9 @@ class TransferTuner(kt.Tuner):
         keras.utils.set_random_seed(seed)
 
         if config.cache:
-            plan = _CachedPlan(self, hp, name, k)
+            plan = _CachedPlan(self, hp, name, k, seed)
         else:
-            plan = _FullPlan(self, hp, name, k)
+            plan = _FullPlan(self, hp, name, k, seed)
         if predecessor:
             plan.load(Pieces.load(self.checkpoint_path(predecessor)))
 
@@ -662,6 +664,7 @@ class _Plan:
             initial_epoch=initial,
             epochs=epochs,
             callbacks=self._callbacks(recorder),
+            shuffle=False,  # the dataset shuffles itself, seeded (see make_dataset)
             verbose=0 if self.config.verbose < 2 else 2,
         )
         return PhaseResult(epochs=len(history.epoch), seconds=time.perf_counter() - start)
@@ -676,7 +679,8 @@ class _Plan:
 class _CachedPlan(_Plan):
     """Phase 1 on pooled features, phase 2 on activations cached at the block boundary."""
 
-    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
+    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int,
+                 seed: int):
         super().__init__(tuner, hp, backbone, k)
         self.session = self.bench.session(backbone)
         self.cut = self.session.cut(k) if k > 0 else None
@@ -685,6 +689,7 @@ class _CachedPlan(_Plan):
             units=hp.get("head/units"),
             dropout=hp.get("head/dropout"),
             n_classes=self.bench.n_classes,
+            seed=seed,
         )
         self._model2: keras.Model | None = None
         if self.cut is not None:
@@ -738,10 +743,11 @@ class _CachedPlan(_Plan):
 class _FullPlan(_Plan):
     """The no-cache path: every epoch runs the whole network, frozen parts included."""
 
-    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
+    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int,
+                 seed: int):
         super().__init__(tuner, hp, backbone, k)
         start = time.perf_counter()
-        self.model = tuner.hypermodel.build(hp)
+        self.model = tuner.hypermodel.build(hp, seed=seed)
         self.bench.overhead_seconds += time.perf_counter() - start
         self.backbone = self.model.get_layer(BACKBONE_NAME)
         self.head = self.model.get_layer(HEAD_NAME)

@@ -27,10 +27,13 @@ METADATA_FILE = "metadata.json"
 def serving_model(model: keras.Model, image_size: int) -> keras.Model:
     """Wrap the classifier so it takes images of any size: resize inside, bilinear, as the data
     loader did when it decoded the training images."""
+    # A clone is uncompiled: the artifact carries no optimizer state, only what serving needs.
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
     inputs = keras.Input((None, None, 3), name="image")
     x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear",
                               name="resize")(inputs)
-    return keras.Model(inputs, model(x), name="tuner_classifier")
+    return keras.Model(inputs, clone(x), name="tuner_classifier")
 
 
 def export_model(

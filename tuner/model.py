@@ -24,19 +24,25 @@ HEAD_NAME = "head"
 BACKBONE_NAME = "backbone"
 
 
-def build_head(n_features: int, *, units: int, dropout: float, n_classes: int) -> keras.Model:
+def build_head(
+    n_features: int, *, units: int, dropout: float, n_classes: int, seed: int = 0
+) -> keras.Model:
     """The classifier head: dropout, Dense(units, relu), then the output layer.
 
-    Two classes give one sigmoid unit (binary cross-entropy); more give a softmax.
+    Two classes give one sigmoid unit (binary cross-entropy); more give a softmax. Its initial
+    weights and dropout masks come from `seed` alone, not from the global random state, so the
+    cached and the full-model path start a trial from the same head.
     """
     outputs = 1 if n_classes == 2 else n_classes
     activation = "sigmoid" if n_classes == 2 else "softmax"
     return keras.Sequential(
         [
             keras.Input((n_features,), name="features"),
-            keras.layers.Dropout(dropout, name="head_dropout"),
-            keras.layers.Dense(units, activation="relu", name="head_dense"),
-            keras.layers.Dense(outputs, activation=activation, name="head_output"),
+            keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+            keras.layers.Dense(units, activation="relu", name="head_dense",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed + 1)),
+            keras.layers.Dense(outputs, activation=activation, name="head_output",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed + 2)),
         ],
         name=HEAD_NAME,
     )

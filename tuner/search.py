@@ -243,10 +243,11 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     if val_all is not None:
         val_kept, _, bad = decode(val_all, size)
         skipped = skipped + bad
-        if len(train_kept.class_names) < 2:
+        usable = [name for name, n in train_kept.counts().items() if n > 0]
+        if len(usable) < 2:
             raise TunerError(
-                f"Training data needs at least 2 classes. Received: "
-                f"{list(train_kept.class_names)} in {config.data}"
+                f"Training data needs at least 2 classes with usable images. Received: "
+                f"{usable} in {config.data}"
             )
         val = data_module.check_validation_classes(train_kept, val_kept)
         train = train_kept

@@ -1,0 +1,93 @@
+"""Tests for tuner.demo: the offline demo dataset is deterministic, complete and reused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from tuner import data, demo
+from tuner.errors import DataError
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    return demo.demo_dataset(tmp_path_factory.mktemp("demo") / "demo-v1")
+
+
+def test_two_builds_are_byte_for_byte_identical(built, tmp_path):
+    other = demo.demo_dataset(tmp_path / "elsewhere")
+    assert other == (tmp_path / "elsewhere").absolute()
+    assert _files(built) == _files(other)
+
+
+def test_classes_counts_and_readme(built):
+    images, skipped = data.scan(built)
+    assert skipped == []
+    assert images.class_names == demo.DEMO_CLASSES == ("circles", "squares", "stripes")
+    assert images.counts() == {name: demo.DEMO_IMAGES_PER_CLASS for name in demo.DEMO_CLASSES}
+    assert all(p.endswith(".jpg") for p in images.paths)
+    readme = (built / "README.txt").read_text(encoding="utf-8")
+    assert "tuner demo dataset" in readme and "circles" in readme
+    # Nothing but the class folders, the README and the hidden marker; no temporary leftovers.
+    assert sorted(os.listdir(built)) == [".complete", "README.txt", *demo.DEMO_CLASSES]
+    assert [p.name for p in built.parent.iterdir()] == [built.name]
+
+
+def test_images_decode_to_64px_rgb_and_mean_colour_does_not_give_the_class(built):
+    images, _ = data.scan(built)
+    kept, pixels, skipped = data.load_pixels(images, demo.DEMO_IMAGE_SIZE)
+    assert skipped == [] and pixels.shape == (len(images), 64, 64, 3)
+    # The per-class mean colours sit close together compared with how much images vary.
+    means = pixels.reshape(len(pixels), -1, 3).mean(axis=1)
+    centres = np.stack([means[kept.labels == k].mean(axis=0) for k in range(3)])
+    spread = means.std(axis=0).mean()
+    assert np.abs(centres - centres.mean(axis=0)).max() < spread
+
+
+def test_a_complete_folder_is_reused(built, monkeypatch):
+    def fail(folder):
+        raise AssertionError("rebuilt a complete demo dataset")
+
+    monkeypatch.setattr(demo, "_build", fail)
+    before = {p: p.stat().st_mtime_ns for p in built.rglob("*")}
+    assert demo.demo_dataset(built) == built
+    assert {p: p.stat().st_mtime_ns for p in built.rglob("*")} == before
+
+
+def test_default_folder_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNER_DEMO_DIR", str(tmp_path / "from-env"))
+    assert demo.default_demo_dir() == tmp_path / "from-env"
+    monkeypatch.delenv("TUNER_DEMO_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert demo.default_demo_dir() == tmp_path / "home" / ".cache" / "tuner" / "demo-v1"
+
+
+def test_an_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    def crash(folder):
+        (folder / "circles").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_build", crash)
+    with pytest.raises(KeyboardInterrupt):
+        demo.demo_dataset(tmp_path / "demo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreign_folder_in_the_way_is_a_data_error(tmp_path, monkeypatch):
+    target = tmp_path / "demo"
+    (target / "mine").mkdir(parents=True)
+    monkeypatch.setattr(demo, "_build", lambda folder: (folder / "x").write_text("x"))
+    with pytest.raises(DataError, match="exists but is not a complete demo dataset.*Delete it"):
+        demo.demo_dataset(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # temp folder removed

@@ -1,0 +1,110 @@
+"""The command line: a whole search through `main`, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_folder
+from tuner import search as cli
+
+
+def base_args(data: Path, project: Path) -> list[str]:
+    return ["--backbone", "tiny", "--data", str(data), "--weights", "none", "--image-size", "32",
+            "--max-trials", "2", "--epochs-head", "2", "--epochs-finetune", "1",
+            "--batch-size", "8", "--project-dir", str(project), "--quiet"]
+
+
+def test_flat_folder_search_exports_a_model(tmp_path, capsys):
+    data = make_folder(tmp_path / "flat", classes=("cat", "dog"), layout="flat")
+    project = tmp_path / "project"
+    assert cli.main(base_args(data, project)) == 0
+    out = capsys.readouterr().out
+    assert "leaderboard" in out
+    metadata = json.loads((project / "export" / "metadata.json").read_text())
+    assert metadata["class_names"] == ["cat", "dog"]
+    assert metadata["weights"] == "none"
+    assert metadata["input"]["image_size"] == 32
+    assert set(metadata["hyperparameters"]) >= {"head/units", "finetune/unfreeze_blocks"}
+    assert (project / "export" / "model.keras").exists()
+    run = json.loads((project / "run.json").read_text())
+    assert run["class_names"] == ["cat", "dog"]
+
+
+BAD = [
+    (["--max-trials", "0"], "max-trials"),
+    (["--max-trials", "-3"], "max-trials"),
+    (["--backbone", "resnet9000"], "resnet9000"),
+    (["--oracle", "grid"], "oracle"),
+    (["--objective", "val_auc"], "objective"),
+    (["--val-split", "0"], "val-split"),
+    (["--val-split", "1"], "val-split"),
+    (["--image-size", "8"], "image-size"),
+    (["--weights", "/no/such/file.h5"], "weights"),
+    (["--batch-size", "0"], "batch-size"),
+    (["--cache-memory", "lots"], "cache_memory"),
+]
+
+
+@pytest.mark.parametrize(("extra", "word"), BAD)
+def test_bad_flags_give_one_line_and_exit_2_and_create_nothing(tmp_path, capsys, image_folder,
+                                                               extra, word):
+    project = tmp_path / "never"
+    assert cli.main(base_args(image_folder, project) + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert word in err
+    assert "Traceback" not in err
+    assert not project.exists()
+
+
+def test_bad_space_file_is_rejected_before_anything_trains(tmp_path, capsys, image_folder):
+    space = tmp_path / "space.toml"
+    space.write_text('[head.unit]\ntype = "fixed"\nvalue = 8\n')
+    project = tmp_path / "never"
+    assert cli.main(base_args(image_folder, project) + ["--space", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert "head.unit" in err and len(err.strip().splitlines()) == 1
+    assert not project.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "word"),
+    [
+        (lambda root: root / "missing", "missing"),
+        (lambda root: (root / "empty").mkdir() or root / "empty", "no images"),
+        (lambda root: make_folder(root / "one", classes=("bright",)), "class"),
+    ],
+)
+def test_bad_data_gives_one_line_and_exit_2(tmp_path, capsys, make, word):
+    data = make(tmp_path)
+    assert cli.main(base_args(data, tmp_path / "p")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert word.lower() in err.lower()
+
+
+def test_validation_classes_must_exist_in_training(tmp_path, capsys, image_folder):
+    val = make_folder(tmp_path / "val", classes=("bright", "stripes"), per_class=3)
+    assert cli.main(base_args(image_folder, tmp_path / "p") + ["--val-data", str(val)]) == 2
+    assert "stripes" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, image_folder):
+    assert cli.main(base_args(image_folder, tmp_path / "p") + ["--max-trials", "0",
+                                                               "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_help_does_not_import_tensorflow():
+    code = ("import sys; from tuner import search; "
+            "search.build_parser().format_help(); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "tuner.search", "--help"], check=True,
+                         capture_output=True, text=True).stdout
+    assert "--backbone" in out and "--demo" in out
