@@ -175,7 +175,7 @@ def test_tiny_builds_named_backbone_and_trains_a_step():
     before = [w.copy() for w in model.get_weights()]
     history = classifier.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
 def test_tiny_loads_a_weights_file_and_weights_origin_hashes_it(tmp_path):
@@ -183,7 +183,7 @@ def test_tiny_loads_a_weights_file_and_weights_origin_hashes_it(tmp_path):
     path = str(tmp_path / "tiny.weights.h5")
     model.save_weights(path)
     again = build_backbone(get_backbone("tiny"), 32, path)
-    for a, b in zip(model.get_weights(), again.get_weights()):
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     origin = weights_origin(path)
     assert origin.startswith("file:") and len(origin) == len("file:") + 12

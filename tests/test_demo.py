@@ -22,7 +22,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    return demo.demo_dataset(tmp_path_factory.mktemp("demo") / "demo-v1")
+    return demo.demo_dataset(tmp_path_factory.mktemp("demo") / "demo-v2")
 
 
 def test_two_builds_are_byte_for_byte_identical(built, tmp_path):
@@ -34,11 +34,11 @@ def test_two_builds_are_byte_for_byte_identical(built, tmp_path):
 def test_classes_counts_and_readme(built):
     images, skipped = data.scan(built)
     assert skipped == []
-    assert images.class_names == demo.DEMO_CLASSES == ("circles", "squares", "stripes")
+    assert images.class_names == demo.DEMO_CLASSES == ("checks", "dots", "stripes")
     assert images.counts() == {name: demo.DEMO_IMAGES_PER_CLASS for name in demo.DEMO_CLASSES}
     assert all(p.endswith(".jpg") for p in images.paths)
     readme = (built / "README.txt").read_text(encoding="utf-8")
-    assert "tuner demo dataset" in readme and "circles" in readme
+    assert "tuner demo dataset" in readme and "checks" in readme
     # Nothing but the class folders, the README and the hidden marker; no temporary leftovers.
     assert sorted(os.listdir(built)) == [".complete", "README.txt", *demo.DEMO_CLASSES]
     assert [p.name for p in built.parent.iterdir()] == [built.name]
@@ -70,12 +70,12 @@ def test_default_folder_comes_from_the_environment(tmp_path, monkeypatch):
     assert demo.default_demo_dir() == tmp_path / "from-env"
     monkeypatch.delenv("TUNER_DEMO_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert demo.default_demo_dir() == tmp_path / "home" / ".cache" / "tuner" / "demo-v1"
+    assert demo.default_demo_dir() == tmp_path / "home" / ".cache" / "tuner" / "demo-v2"
 
 
 def test_an_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
     def crash(folder):
-        (folder / "circles").mkdir()
+        (folder / "checks").mkdir()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(demo, "_build", crash)

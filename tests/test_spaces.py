@@ -43,7 +43,7 @@ UNFREEZE = {
     "efficientnet": (3, 1),
     "efficientnetv2": (3, 1),
     "convnext": (3, 1),
-    "tiny": (3, 1),
+    "tiny": (3, 2),
 }
 
 

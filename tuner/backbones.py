@@ -28,7 +28,6 @@ import fnmatch
 import hashlib
 import importlib
 import os
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,7 +239,8 @@ def build_backbone(backbone: Backbone, image_size: int, weights: str | None) -> 
 
     Raises:
         ConfigError: `image_size` is below the backbone's minimum, or the weights file is missing.
-        WeightsError: the ImageNet weights could not be downloaded, or a weights file would not load.
+        WeightsError: the ImageNet weights could not be downloaded, or the weights file would
+            not load.
     """
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
@@ -352,9 +352,9 @@ def _tiny(
     x = layers.ReLU(name="stem_relu")(x)
     for index, filters in enumerate((16, 32, 64), start=1):
         prefix = f"block{index}"
-        shortcut = layers.Conv2D(
-            filters, 1, strides=2, use_bias=False, name=f"{prefix}_proj_conv"
-        )(x)
+        shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False, name=f"{prefix}_proj_conv")(
+            x
+        )
         shortcut = layers.BatchNormalization(name=f"{prefix}_proj_bn")(shortcut)
         y = layers.ReLU(name=f"{prefix}_relu0")(x) if index > 1 else x
         y = layers.Conv2D(
@@ -381,8 +381,7 @@ def _tiny(
 
 # --- the registry ----------------------------------------------------------------------------
 
-_KA = "keras.applications."
-_TF_KERNELS_NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
+_NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 # Block patterns, checked against the layer names of each built model (see tuner.cuts.blocks).
 _VGG = r"(block\d+)_"
@@ -395,107 +394,62 @@ _MOBILENET = r"(conv_(?:dw|pw)_\d+)(?:_|$)"
 _MOBILENET_V2 = r"(expanded_conv|block_\d+|Conv_1)(?:_|$)"
 _MOBILENET_V3 = r"(expanded_conv(?:_\d+)?|conv_1)(?:_|$)"
 _DENSENET = r"(conv\d_block\d+|pool\d)_"
+# NASNet cells take the outputs of the two cells below, so no cut exists between cells: the only
+# block above the stem holds every cell, from the first reduction cell (Keras calls it "stem_1").
 _NASNET = r"reduction_conv_1_(stem_1)$"
 _EFFICIENTNET = r"(block\d+[a-z]|top)_"
 _CONVNEXT = r"convnext_\w+?_(stage_\d+)_"
 
-_BUILTIN = [
-    Backbone("vgg16", _KA + "VGG16", 224, 32, "caffe", _VGG, "vgg", "vgg16" + _TF_KERNELS_NOTOP),
-    Backbone("vgg19", _KA + "VGG19", 224, 32, "caffe", _VGG, "vgg", "vgg19" + _TF_KERNELS_NOTOP),
-    Backbone(
-        "resnet50", _KA + "ResNet50", 224, 32, "caffe", _RESNET, "resnet",
-        "resnet50" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "resnet101", _KA + "ResNet101", 224, 32, "caffe", _RESNET, "resnet",
-        "resnet101" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "resnet152", _KA + "ResNet152", 224, 32, "caffe", _RESNET, "resnet",
-        "resnet152" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "resnet50v2", _KA + "ResNet50V2", 224, 32, "tf", _RESNET, "resnetv2",
-        "resnet50v2" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "resnet101v2", _KA + "ResNet101V2", 224, 32, "tf", _RESNET, "resnetv2",
-        "resnet101v2" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "resnet152v2", _KA + "ResNet152V2", 224, 32, "tf", _RESNET, "resnetv2",
-        "resnet152v2" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "inceptionv3", _KA + "InceptionV3", 299, 75, "tf", _INCEPTION_V3, "inception",
-        "inception_v3" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "inceptionresnetv2", _KA + "InceptionResNetV2", 299, 75, "tf", _INCEPTION_RESNET,
-        "inception", "inception_resnet_v2" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "xception", _KA + "Xception", 299, 71, "tf", _XCEPTION, "xception",
-        "xception" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "mobilenet", _KA + "MobileNet", 224, 32, "tf", _MOBILENET, "mobilenet",
-        "mobilenet_1_0_{size}_tf_no_top.h5", (128, 160, 192, 224),
-    ),
-    Backbone(
-        "mobilenetv2", _KA + "MobileNetV2", 224, 32, "tf", _MOBILENET_V2, "mobilenet",
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-        (96, 128, 160, 192, 224),
-    ),
-    Backbone(
-        "mobilenetv3small", _KA + "MobileNetV3Small", 224, 32, "none", _MOBILENET_V3,
-        "mobilenet", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
-    ),
-    Backbone(
-        "mobilenetv3large", _KA + "MobileNetV3Large", 224, 32, "none", _MOBILENET_V3,
-        "mobilenet", "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
-    ),
-    Backbone(
-        "densenet121", _KA + "DenseNet121", 224, 32, "torch", _DENSENET, "densenet",
-        "densenet121" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "densenet169", _KA + "DenseNet169", 224, 32, "torch", _DENSENET, "densenet",
-        "densenet169" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "densenet201", _KA + "DenseNet201", 224, 32, "torch", _DENSENET, "densenet",
-        "densenet201" + _TF_KERNELS_NOTOP,
-    ),
-    Backbone(
-        "nasnetmobile", _KA + "NASNetMobile", 224, 32, "tf", _NASNET, "nasnet",
-        "nasnet_mobile_no_top.h5",
-    ),
-    Backbone(
-        "nasnetlarge", _KA + "NASNetLarge", 331, 32, "tf", _NASNET, "nasnet",
-        "nasnet_large_no_top.h5",
-    ),
+# Sizes with their own ImageNet file; any other size loads the 224 file.
+_MOBILENET_SIZES = (128, 160, 192, 224)
+_MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
+
+# fmt: off
+# name, keras.applications attribute, default size, min size, preprocessing, pattern, family,
+# include_top=False weights file (read from keras/src/applications/*.py), sizes with own weights.
+_APPLICATIONS: list[tuple[Any, ...]] = [
+    ("vgg16", "VGG16", 224, 32, "caffe", _VGG, "vgg", "vgg16" + _NOTOP),
+    ("vgg19", "VGG19", 224, 32, "caffe", _VGG, "vgg", "vgg19" + _NOTOP),
+    ("resnet50", "ResNet50", 224, 32, "caffe", _RESNET, "resnet", "resnet50" + _NOTOP),
+    ("resnet101", "ResNet101", 224, 32, "caffe", _RESNET, "resnet", "resnet101" + _NOTOP),
+    ("resnet152", "ResNet152", 224, 32, "caffe", _RESNET, "resnet", "resnet152" + _NOTOP),
+    ("resnet50v2", "ResNet50V2", 224, 32, "tf", _RESNET, "resnetv2", "resnet50v2" + _NOTOP),
+    ("resnet101v2", "ResNet101V2", 224, 32, "tf", _RESNET, "resnetv2", "resnet101v2" + _NOTOP),
+    ("resnet152v2", "ResNet152V2", 224, 32, "tf", _RESNET, "resnetv2", "resnet152v2" + _NOTOP),
+    ("inceptionv3", "InceptionV3", 299, 75, "tf", _INCEPTION_V3, "inception",
+     "inception_v3" + _NOTOP),
+    ("inceptionresnetv2", "InceptionResNetV2", 299, 75, "tf", _INCEPTION_RESNET, "inception",
+     "inception_resnet_v2" + _NOTOP),
+    ("xception", "Xception", 299, 71, "tf", _XCEPTION, "xception", "xception" + _NOTOP),
+    ("mobilenet", "MobileNet", 224, 32, "tf", _MOBILENET, "mobilenet",
+     "mobilenet_1_0_{size}_tf_no_top.h5", _MOBILENET_SIZES),
+    ("mobilenetv2", "MobileNetV2", 224, 32, "tf", _MOBILENET_V2, "mobilenet",
+     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", _MOBILENET_V2_SIZES),
+    ("mobilenetv3small", "MobileNetV3Small", 224, 32, "none", _MOBILENET_V3, "mobilenet",
+     "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+    ("mobilenetv3large", "MobileNetV3Large", 224, 32, "none", _MOBILENET_V3, "mobilenet",
+     "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+    ("densenet121", "DenseNet121", 224, 32, "torch", _DENSENET, "densenet", "densenet121" + _NOTOP),
+    ("densenet169", "DenseNet169", 224, 32, "torch", _DENSENET, "densenet", "densenet169" + _NOTOP),
+    ("densenet201", "DenseNet201", 224, 32, "torch", _DENSENET, "densenet", "densenet201" + _NOTOP),
+    ("nasnetmobile", "NASNetMobile", 224, 32, "tf", _NASNET, "nasnet", "nasnet_mobile_no_top.h5"),
+    ("nasnetlarge", "NASNetLarge", 331, 32, "tf", _NASNET, "nasnet", "nasnet_large_no_top.h5"),
     *(
-        Backbone(
-            f"efficientnetb{i}", f"{_KA}EfficientNetB{i}", size, 32, "none", _EFFICIENTNET,
-            "efficientnet", f"efficientnetb{i}_notop.h5",
-        )
+        (f"efficientnetb{i}", f"EfficientNetB{i}", size, 32, "none", _EFFICIENTNET,
+         "efficientnet", f"efficientnetb{i}_notop.h5")
         for i, size in enumerate((224, 240, 260, 300, 380, 456, 528, 600))
     ),
     *(
-        Backbone(
-            f"efficientnetv2{variant}", f"{_KA}EfficientNetV2{variant.upper()}", size, 32,
-            "none", _EFFICIENTNET, "efficientnetv2", f"efficientnetv2-{variant}_notop.h5",
-        )
-        for variant, size in (("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384))
+        (f"efficientnetv2{v}", f"EfficientNetV2{v.upper()}", size, 32, "none", _EFFICIENTNET,
+         "efficientnetv2", f"efficientnetv2-{v}_notop.h5")
+        for v, size in (("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384))
     ),
-    Backbone(
-        "convnexttiny", _KA + "ConvNeXtTiny", 224, 32, "none", _CONVNEXT, "convnext",
-        "convnext_tiny_notop.h5",
-    ),
-    Backbone("tiny", "tuner.backbones:_tiny", 64, 16, "tf", r"(block\d+)_", "tiny"),
+    ("convnexttiny", "ConvNeXtTiny", 224, 32, "none", _CONVNEXT, "convnext",
+     "convnext_tiny_notop.h5"),
 ]
+# fmt: on
 
-for _backbone in _BUILTIN:
-    register_backbone(_backbone)
-del _backbone
+for _name, _attr, *_rest in _APPLICATIONS:
+    register_backbone(Backbone(_name, "keras.applications." + _attr, *_rest))
+register_backbone(Backbone("tiny", "tuner.backbones:_tiny", 64, 16, "tf", r"(block\d+)_", "tiny"))
+del _name, _attr, _rest

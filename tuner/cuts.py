@@ -19,8 +19,8 @@ Blocks (`blocks`) are made from the segments between consecutive valid cuts:
    (Xception's `avg_pool` is part of block14; ResNetV2's `post_bn`, `post_relu` and `avg_pool` are
    part of `conv5_block3`), and a pooling between blocks joins the block it closes.
 4. Unlabelled segments at the very bottom (the stem: the preprocessing layers EfficientNet holds,
-   ResNet's `conv1`/`pool1`, ...) form a block named `"stem"`. The stem is the LAST block: unfreezing
-   all blocks trains the whole backbone, which is a legitimate fine-tuning choice.
+   ResNet's `conv1`/`pool1`, ...) form a block named `"stem"`. The stem is the LAST block:
+   unfreezing all blocks trains the whole backbone, which is a legitimate fine-tuning choice.
 5. With no pattern, or a pattern that matches no layer, every segment is a block named after its
    top layer.
 """
@@ -148,7 +148,7 @@ def blocks(model: keras.Model, pattern: str | None) -> list[Block]:
     regex = re.compile(pattern) if pattern else None
 
     segments: list[tuple[str | None, int, int]] = []  # (label, cut, end), bottom first
-    for low, high in zip(cuts, cuts[1:]):
+    for low, high in zip(cuts, cuts[1:], strict=False):
         label = None
         if regex is not None:
             for layer in layers[low + 1 : high + 1]:

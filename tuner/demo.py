@@ -1,10 +1,9 @@
-"""An offline demo dataset: small synthetic images of shapes, made once and cached.
+"""An offline demo dataset: small synthetic texture images, made once and cached.
 
-`demo_dataset()` draws, from a fixed seed with numpy alone, three classes of 64x64 images - a filled
-circle, a filled square or a striped patch - at random positions and sizes, in random colours, on
-noisy gradient backgrounds. Shape and background colours come from the same distribution in every
-class, and circles and squares share one area distribution, so neither the mean colour nor the amount
-of foreground gives the class away; a small CNN learns it in a few epochs.
+`demo_dataset()` draws, from a fixed seed with numpy alone, three classes of 64x64 images - checks,
+dots and stripes at random scales and angles, in random colours with a weak class-dependent tint on
+the foreground, plus noise. The tint gets a frozen random-init backbone part of the way; the textures
+are what fine-tuning adds, so the demo shows both phases of a search at work.
 
 The files are real JPEGs (written with `tf.io.encode_jpeg`) in one subfolder per class, the layout
 `tuner.data.scan` reads first. The folder is built in a temporary sibling and renamed into place, and
@@ -23,8 +22,8 @@ import numpy as np
 
 from tuner.errors import DataError
 
-DEMO_VERSION = "demo-v1"  # bump when the drawing changes, so old caches are not reused
-DEMO_CLASSES = ("circles", "squares", "stripes")
+DEMO_VERSION = "demo-v2"  # bump when the drawing changes, so old caches are not reused
+DEMO_CLASSES = ("checks", "dots", "stripes")
 DEMO_IMAGES_PER_CLASS = 80
 DEMO_IMAGE_SIZE = 64
 DEMO_SEED = 20240611
@@ -48,18 +47,17 @@ Synthetic images made by tuner.demo.demo_dataset() so that `tuner` can show a wh
 downloading anything. It is rebuilt, byte for byte the same, whenever this folder is deleted.
 
 Classes (one subfolder each, {DEMO_IMAGES_PER_CLASS} JPEG images of {DEMO_IMAGE_SIZE}x{DEMO_IMAGE_SIZE} px per class):
-  circles  one filled circle
-  squares  one filled axis-aligned square, with the same area distribution as the circles
-  stripes  one square patch of parallel stripes at a random angle
+  checks   a checkerboard at a random scale and angle
+  dots     a scatter of filled discs
+  stripes  parallel stripes at a random angle and period
 
-Every image has a random background colour with a gradient and noise, and a random shape colour
-drawn from the same distribution in every class, so the mean colour says nothing about the class;
-the shapes do. The random seed is fixed ({DEMO_SEED}).
+Colours are random, with a weak class-dependent tint on the foreground (red for checks, green for
+dots, blue for stripes) and noise. The random seed is fixed ({DEMO_SEED}).
 """
 
 
 def default_demo_dir() -> Path:
-    """Returns where the demo dataset lives: `$TUNER_DEMO_DIR`, else `~/.cache/tuner/demo-v1`."""
+    """Returns where the demo dataset lives: `$TUNER_DEMO_DIR`, else `~/.cache/tuner/demo-v2`."""
     env = os.environ.get("TUNER_DEMO_DIR")
     if env:
         return Path(env).expanduser()
@@ -73,50 +71,39 @@ def _is_complete(folder: Path) -> bool:
         return False
 
 
-def _background(rng: np.random.Generator, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    yy, xx = grid
-    base = rng.uniform(0, 255, size=3)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (xx * np.cos(angle) + yy * np.sin(angle)) / DEMO_IMAGE_SIZE - 0.5
-    amplitude = rng.uniform(-40, 40, size=3)
-    return base + ramp[..., None] * amplitude
-
-
-def _shape_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    # Resample until the shape stands out from the background's mean colour; the distribution of
-    # colours stays the same for every class.
-    mean = background.reshape(-1, 3).mean(axis=0)
-    while True:
-        colour = rng.uniform(0, 255, size=3)
-        if np.linalg.norm(colour - mean) > 90:
-            return colour
+_TINTS = {"checks": (1.0, 0.0, 0.0), "dots": (0.0, 1.0, 0.0), "stripes": (0.0, 0.0, 1.0)}
 
 
 def _draw(label: str, rng: np.random.Generator) -> np.ndarray:
-    """Draws one image of class `label` as uint8 (size, size, 3)."""
+    """Draws one image of class `label` as uint8 (size, size, 3).
+
+    Each class is a texture filling the image (checks, dots or stripes, at a random scale and
+    angle) in random colours, with a weak class-dependent tint on the foreground: the tint alone
+    gets a frozen random-init backbone part of the way (the head-only phase), and the texture is
+    what fine-tuning adds, so the demo shows both phases at work.
+    """
     n = DEMO_IMAGE_SIZE
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64) + 0.5
-    image = _background(rng, (yy, xx))
-    colour = _shape_colour(rng, image)
-    if label in ("circles", "squares"):
-        radius = rng.uniform(10, 20)
-        cy, cx = rng.uniform(radius, n - radius, size=2)
-        if label == "circles":
-            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-        else:
-            half = radius * np.sqrt(np.pi) / 2  # same area as the circle of that radius
-            mask = (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
-    else:
-        side = rng.uniform(24, 40)
-        top, left = rng.uniform(0, n - side, size=2)
-        patch = (yy >= top) & (yy < top + side) & (xx >= left) & (xx < left + side)
+    background = rng.uniform(40, 200, 3)
+    foreground = np.clip(rng.uniform(20, 160, 3) + 90 * np.asarray(_TINTS[label]), 0, 255)
+    if label == "stripes":
         angle = rng.uniform(0, np.pi)
-        period = rng.uniform(5, 9)
-        phase = rng.uniform(0, period)
-        along = xx * np.cos(angle) + yy * np.sin(angle) + phase
-        mask = patch & (np.mod(along, period) < period / 2)
-    image[mask] = colour
-    image += rng.normal(0, 8, size=image.shape)
+        period = rng.uniform(6, 12)
+        along = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
+        mask = np.mod(along, period) < period / 2
+    elif label == "checks":
+        period = rng.uniform(8, 16)
+        angle = rng.uniform(0, np.pi / 2)
+        u = xx * np.cos(angle) + yy * np.sin(angle)
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        mask = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    else:
+        mask = np.zeros((n, n), dtype=bool)
+        for _ in range(int(rng.integers(6, 14))):
+            cy, cx = rng.uniform(0, n, size=2)
+            radius = rng.uniform(3, 7)
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    image = np.where(mask[..., None], foreground, background) + rng.normal(0, 10, (n, n, 3))
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
@@ -145,7 +132,7 @@ def demo_dataset(root: str | os.PathLike[str] | None = None) -> Path:
 
     Args:
         root: The dataset folder itself. Defaults to `$TUNER_DEMO_DIR`, else
-            `~/.cache/tuner/demo-v1`.
+            `~/.cache/tuner/demo-v2`.
 
     Returns:
         The absolute path of the folder, with one subfolder per class in `DEMO_CLASSES`.

@@ -337,7 +337,9 @@ class BackboneSession:
             x = inputs
             for pre in preprocessing_layers(self.spec.preprocessing):
                 x = pre(x)
-            forward = keras.Model(inputs, bottom(x))
+            model = keras.Model(inputs, bottom(x))
+            # One trace per cut (the last, smaller batch reuses it), not one per batch shape.
+            forward = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
             augmenter = (
                 keras.Sequential(augmentation_layers(config.seed)) if augment else None
             )
@@ -348,10 +350,10 @@ class BackboneSession:
                     xb = pixels[start : start + batch].astype("float32")
                     if augmenter is not None:
                         xb = augmenter(xb, training=True)
-                    yield np.asarray(forward.predict_on_batch(xb))
+                    yield np.asarray(forward(tf.convert_to_tensor(xb)))
 
         start = time.perf_counter()
-        description = f"caching {which} activations at {layer} ({self.spec.name}@{self.size})"
+        description = f"caching {which} @ {layer}"
         assert bench.cache is not None
         entry = bench.cache.lookup(name, self.cache_key(which, cut))
         if entry is None:

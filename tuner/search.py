@@ -24,10 +24,11 @@ DEMO_SETTINGS = {
     "backbones": ("tiny",),
     "weights": "none",
     "image_size": 64,
-    "max_trials": 4,
-    "epochs_head": 4,
-    "epochs_finetune": 2,
+    "max_trials": 6,
+    "epochs_head": 10,
+    "epochs_finetune": 10,
     "batch_size": 32,
+    "patience": 4,
 }
 
 
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-trials", type=int, help="trials to run (default: 10)")
     search.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
     search.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
-    search.add_argument("--patience", type=int, default=2,
-                        help="early-stopping patience inside each phase; 0 turns it off")
+    search.add_argument("--patience", type=int,
+                        help="early-stopping patience inside each phase; 0 turns it off "
+                        "(default: 2)")
     search.add_argument("--batch-size", type=int, help="default: 32")
     search.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
     search.add_argument("--seed", type=int, default=1)
@@ -116,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         "batch_size": args.batch_size,
     }
     settings.update({k: v for k, v in explicit.items() if v is not None})
+    if args.patience is not None:
+        settings["patience"] = args.patience
     if args.backbone is not None:
         names = tuple(n.strip().lower() for n in args.backbone.split(",") if n.strip())
         if not names:
@@ -155,7 +159,6 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         project_dir=project_dir,
         space=args.space,
         oracle=args.oracle.lower(),
-        patience=args.patience,
         objective=args.objective,
         seed=args.seed,
         overwrite=args.overwrite,
@@ -325,10 +328,9 @@ def run(config: SearchConfig, space) -> int:  # noqa: ANN001 - tuner.spaces.Spac
     tuner = search(bench)
 
     from tuner import engine
-    from tuner.leaderboard import build_table, load_leaderboard
+    from tuner.leaderboard import load_leaderboard, render
 
-    console.print(build_table(load_leaderboard(config.project_dir),
-                              title=f"tuner leaderboard: {config.project_dir}"))
+    render(load_leaderboard(config.project_dir), console=console)
     best = engine.completed_trials(tuner)
     if not best:
         raise TunerError("No trial completed, so nothing was exported; the leaderboard above "
