@@ -487,6 +487,7 @@ class TransferTuner(kt.Tuner):
     def __init__(self, oracle: kt.Oracle, bench: Workbench, **kwargs: Any) -> None:
         self.bench = bench
         self.trial_number = 0
+        self.consecutive_failures = 0
         super().__init__(
             oracle=oracle,
             hypermodel=TransferHyperModel(bench),
@@ -509,6 +510,24 @@ class TransferTuner(kt.Tuner):
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)
         self.trial_number += 1
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        # The oracle saves the trial and its own state first, so a search stopped here stays
+        # resumable. KerasTuner's own limit raises before saving (DESIGN.md section 3) and counts
+        # failures of earlier runs too, so a resumed search would stop again at once: the limit
+        # is counted here instead, over this process's trials.
+        super().on_trial_end(trial)
+        if trial.status == kt.engine.trial.TrialStatus.FAILED:
+            self.consecutive_failures += 1
+        else:
+            self.consecutive_failures = 0
+        limit = self.bench.config.max_consecutive_failures
+        if self.consecutive_failures >= limit:
+            raise TunerError(
+                f"The search stopped after {limit} consecutive failed trials; the last one said: "
+                f"{last_failure(self)}. Finished trials are kept; fix the cause and rerun the "
+                "same command to resume."
+            )
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict:
         bench = self.bench
@@ -795,7 +814,8 @@ def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
         "objective": objective,
         "seed": config.seed,
         "max_retries_per_trial": max_retries,
-        "max_consecutive_failed_trials": config.max_consecutive_failures,
+        # Counted by TransferTuner.on_trial_end instead; see there.
+        "max_consecutive_failed_trials": None,
     }
     if config.oracle == "random":
         return kt.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)

@@ -298,14 +298,6 @@ def search(bench):  # noqa: ANN001, ANN201
             raise cause from error
         raise TunerError(f"The search stopped: {engine.first_line(error)}. Finished trials are "
                          "kept; fix the cause and rerun the same command to resume.") from error
-    except RuntimeError as error:
-        if "consecutive" in str(error).lower():
-            raise TunerError(
-                f"The search stopped after {config.max_consecutive_failures} consecutive failed "
-                f"trials; the last one said: {engine.last_failure(tuner)}. Finished trials are "
-                "kept; fix the cause and rerun the same command to resume."
-            ) from error
-        raise
     return tuner
 
 
