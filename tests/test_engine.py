@@ -191,3 +191,33 @@ def test_rerun_resumes_and_keeps_finished_trials(search_config):
     assert len(again) == 3
     for trial_id, score in first.items():
         assert again[trial_id] == score
+
+
+def test_overwrite_starts_over(search_config):
+    config = search_config(max_trials=2)
+    run_search(config)
+    _, tuner = run_search(config.replace(max_trials=1, overwrite=True))
+    assert len(tuner.oracle.trials) == 1
+
+
+def test_same_seed_repeats_the_search(search_config, tmp_path):
+    results = []
+    for name in ("a", "b"):
+        config = search_config(max_trials=2, project_dir=tmp_path / name)
+        _, tuner = run_search(config)
+        trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+        results.append([(t.hyperparameters.values, t.score) for t in trials])
+    (values_a, scores_a), (values_b, scores_b) = (list(zip(*r, strict=True)) for r in results)
+    assert values_a == values_b
+    assert scores_a == pytest.approx(scores_b, abs=1e-6)
+
+
+def test_several_backbones_make_backbone_a_hyperparameter(search_config):
+    config = search_config(backbones=("tiny", "mobilenetv3small"), max_trials=3,
+                           epochs_head=1, epochs_finetune=1)
+    _, tuner = run_search(config)
+    names = {p.name for p in tuner.oracle.get_space().space}
+    assert "backbone" in names
+    done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    assert len(done) == 3
+    assert {t.hyperparameters.values["backbone"] for t in done} <= {"tiny", "mobilenetv3small"}

@@ -24,7 +24,7 @@ def test_flat_folder_search_exports_a_model(tmp_path, capsys):
     project = tmp_path / "project"
     assert cli.main(base_args(data, project)) == 0
     out = capsys.readouterr().out
-    assert "leaderboard" in out
+    assert "Trials by val_accuracy" in out and "completed" in out
     metadata = json.loads((project / "export" / "metadata.json").read_text())
     assert metadata["class_names"] == ["cat", "dog"]
     assert metadata["weights"] == "none"
