@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -262,6 +263,7 @@ class BackboneSession:
         self.model = bench.build_backbone(backbone)
         self.last = len(self.model.layers) - 1
         self._splits: dict[int, tuple[keras.Model, keras.Model]] = {}
+        self._splits_between: dict[tuple[int, int], keras.Model] = {}
         self._features: dict[tuple[str, int], np.ndarray] = {}
         # Phase 2 trains the shared top layers in place; keep their pretrained weights, above the
         # deepest cut the space can ask for, to restore before each fine-tuning.
@@ -294,6 +296,23 @@ class BackboneSession:
             if self._pretrained[index]:
                 self.model.layers[index].set_weights(self._pretrained[index])
 
+    def source_of(self, cut: int) -> int | None:
+        """The cut whose cached activations `cut`'s are derived from; None: from pixels.
+
+        Only the deepest cut the space allows runs the frozen bottom over the images; every
+        shallower boundary, and the pooled output, is derived from its cache by running just
+        the few layers in between, so the backbone passes over the images once per search.
+        """
+        return self._deepest if self._deepest < cut else None
+
+    def _between(self, start: int, end: int) -> keras.Model:
+        """The layers after `start` up to `end`, as a model (made once per pair)."""
+        if (start, end) not in self._splits_between:
+            self._splits_between[(start, end)] = keras.Model(
+                self.model.layers[start].output, self.model.layers[end].output
+            )
+        return self._splits_between[(start, end)]
+
     def cache_key(self, which: str, cut: int) -> dict[str, Any]:
         from tuner.data import fingerprint_files
 
@@ -307,6 +326,7 @@ class BackboneSession:
             "image_size": self.size,
             "preprocessing": self.spec.preprocessing,
             "cut": cut,
+            "source": self.source_of(cut),
             "layers": len(self.model.layers),
             "dtype": config.cache_dtype,
             "augment": {"views": config.augment_views, "seed": config.seed} if augment else None,
@@ -318,49 +338,61 @@ class BackboneSession:
         """The frozen output at `cut` for every train or val image, from the cache or built now.
 
         The pooled backbone output (phase 1) is the output of the last layer, `cut == self.last`.
+        With augmentation, the train entry holds `augment_views` blocks of rows (view-major).
         """
         key = (which, cut)
         if key in self._features:
             return self._features[key]
         bench = self.bench
         config = bench.config
+        assert bench.cache is not None
         images = bench.train if which == "train" else bench.val
         augment = which == "train" and config.augment
         views = config.augment_views if augment else 1
-        bottom = self.model if cut == self.last else self.split(cut)[0]
-        shape = (views * len(images),) + tuple(int(d) for d in bottom.output.shape[1:])
-        layer = self.model.layers[cut].name
+        source_cut = self.source_of(cut)
+        shape = (views * len(images),) + tuple(
+            int(d) for d in self.model.layers[cut].output.shape[1:]
+        )
         name = f"{self.spec.name}-{self.size}-{which}-cut{cut}"
+        cache_key = self.cache_key(which, cut)
+        batch = max(8, min(64, config.batch_size))
 
         def produce():
-            inputs = keras.Input((self.size, self.size, 3))
-            x = inputs
-            for pre in preprocessing_layers(self.spec.preprocessing):
-                x = pre(x)
-            model = keras.Model(inputs, bottom(x))
-            # One trace per cut (the last, smaller batch reuses it), not one per batch shape.
-            forward = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
-            augmenter = (
-                keras.Sequential(augmentation_layers(config.seed)) if augment else None
+            if source_cut is not None:
+                source = self.features(which, source_cut)
+                model = self._between(source_cut, cut)
+                batches = (
+                    np.asarray(source[i : i + batch], dtype="float32")
+                    for i in range(0, len(source), batch)
+                )
+                sample_shape = tuple(source.shape[1:])
+            else:
+                bottom = self.model if cut == self.last else self.split(cut)[0]
+                inputs = keras.Input((self.size, self.size, 3))
+                x = inputs
+                for pre in preprocessing_layers(self.spec.preprocessing):
+                    x = pre(x)
+                model = keras.Model(inputs, bottom(x))
+                batches = self._pixel_batches(which, views if augment else 0, batch)
+                sample_shape = (self.size, self.size, 3)
+            # One trace per build: a fixed signature with a free batch size.
+            forward = tf.function(
+                lambda xb: model(xb, training=False),
+                input_signature=[tf.TensorSpec((None,) + sample_shape, tf.float32)],
             )
-            pixels = bench.pixels(which, self.size)
-            batch = max(8, min(64, config.batch_size))
-            for _view in range(views):
-                for start in range(0, len(pixels), batch):
-                    xb = pixels[start : start + batch].astype("float32")
-                    if augmenter is not None:
-                        xb = augmenter(xb, training=True)
-                    yield np.asarray(forward(tf.convert_to_tensor(xb)))
+            for xb in batches:
+                yield np.asarray(forward(xb))
 
         start = time.perf_counter()
-        description = f"caching {which} @ {layer}"
-        assert bench.cache is not None
-        entry = bench.cache.lookup(name, self.cache_key(which, cut))
+        entry = bench.cache.lookup(name, cache_key)
         if entry is None:
+            if source_cut is not None:
+                self.features(which, source_cut)  # its own bar first, then this one
+            description = f"caching {which} @ {self.model.layers[cut].name}"
             with bench.display.build_progress(description, shape[0]) as update:
                 entry = bench.cache.get_or_build(
                     name,
-                    self.cache_key(which, cut),
+                    cache_key,
                     shape=shape,
                     dtype=config.cache_dtype,
                     produce=produce,
@@ -369,6 +401,18 @@ class BackboneSession:
         bench.overhead_seconds += time.perf_counter() - start
         self._features[key] = entry.array
         return entry.array
+
+    def _pixel_batches(self, which: str, views: int, batch: int):
+        """Float32 pixel batches; with `views`, that many augmented passes (view-major)."""
+        config = self.bench.config
+        pixels = self.bench.pixels(which, self.size)
+        augmenter = keras.Sequential(augmentation_layers(config.seed)) if views else None
+        for _view in range(max(1, views)):
+            for start in range(0, len(pixels), batch):
+                xb = pixels[start : start + batch].astype("float32")
+                if augmenter is not None:
+                    xb = np.asarray(augmenter(xb, training=True))
+                yield xb
 
 
 class TransferHyperModel(kt.HyperModel):
@@ -525,8 +569,8 @@ class TransferTuner(kt.Tuner):
         if self.consecutive_failures >= limit:
             raise TunerError(
                 f"The search stopped after {limit} consecutive failed trials; the last one said: "
-                f"{last_failure(self)}. Finished trials are kept; fix the cause and rerun the "
-                "same command to resume."
+                f"{last_failure(self, trial)}. Finished trials are kept; fix the cause and rerun "
+                "the same command to resume."
             )
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict:
@@ -647,9 +691,19 @@ class TransferTuner(kt.Tuner):
         return None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
+    """The first meaningful line of an error's message, for a one-line reason.
+
+    Keras wraps an error raised inside a layer's `call()` as "Exception encountered when calling
+    X.call()." and puts the cause on a later line, in bold (ANSI escapes): that line is the one.
+    """
+    lines = [ln.strip() for ln in _ANSI.sub("", str(error)).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 class _Plan:
@@ -858,19 +912,40 @@ def hp_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def count_blocks(bench: Workbench, backbone: Backbone) -> int:
-    """How many unfreezable blocks the backbone has (builds it once for this process)."""
-    session = bench.session(backbone.name)
-    return len(cuts.blocks(session.model, backbone.block_pattern))
+    """How many unfreezable blocks the backbone has."""
+    # The cached path keeps this process's build; the full path builds its own in every trial.
+    model = bench.session(backbone.name).model if bench.config.cache else bench.build_backbone(
+        backbone
+    )
+    return len(cuts.blocks(model, backbone.block_pattern))
 
 
-def last_failure(tuner: kt.Tuner) -> str:
-    """The one-line reason of the most recent failed trial, for the message that stops a search."""
-    failed = [t for t in tuner.oracle.trials.values()
-              if t.status in ("FAILED", "INVALID") and t.message]
-    if not failed:
+def last_failure(tuner: kt.Tuner, trial: kt.engine.trial.Trial | None = None) -> str:
+    """The one-line reason a trial failed (default: the last failed one), for the message that
+    stops a search.
+
+    The trial's own summary.json reason comes first: KerasTuner's message is a whole traceback
+    whose last line names the exception by its dotted path ("keras_tuner.src.errors....: ...").
+    """
+    if trial is None:
+        failed = [t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
+        if not failed:
+            return "unknown"
+        trial = failed[-1]
+    try:
+        summary = json.loads((Path(tuner.get_trial_dir(trial.trial_id)) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        summary = {}
+    reason = summary.get("reason") if isinstance(summary, dict) else None
+    if isinstance(reason, str) and reason.strip():
+        return " ".join(reason.split())[:200]
+    lines = [ln.strip() for ln in (trial.message or "").splitlines() if ln.strip()]
+    if not lines:
         return "unknown"
-    lines = [ln for ln in failed[-1].message.strip().splitlines() if ln.strip()]
-    return lines[-1].strip()[:200] if lines else "unknown"
+    name, colon, text = lines[-1].partition(": ")
+    if colon and " " not in name:  # "package.module.SomeError: text" -> "SomeError: text"
+        return f"{name.rsplit('.', 1)[-1]}: {text}"[:200]
+    return lines[-1][:200]
 
 
 def export_best(tuner: TransferTuner, trial: kt.engine.trial.Trial,

@@ -1,0 +1,657 @@
+"""Benchmark the cached path against `--no-cache`: the same search twice, side by side.
+
+Usage:
+    python scripts/bench.py                   # Xception @96px, 300 images, 5 trials (10-20 min)
+    python scripts/bench.py --quick           # tiny backbone @64px, 2 trials (under a minute)
+    python scripts/bench.py --json out.json   # also save every number
+
+One process runs the search once on cached frozen activations (the default path) and once on the
+full model every epoch (`--no-cache`), with the same oracle, seed, trials, epochs, data and random
+init, then prints a table and one plain summary line. The target the issue sets for the default
+settings: cached >= 5x faster end to end, with best val accuracy within 1 point.
+
+What is counted:
+    wall          `prepare()` (scan, decode, split, build the backbone once, draw the random init)
+                  plus `search()`; TensorFlow is imported before either run starts.
+    time to reach the cached run's `prepare()` seconds plus its per-trial `summary.json` seconds,
+                  cumulative in trial order, through the first trial whose best val accuracy
+                  reaches the no-cache run's best. Trial seconds include that trial's cache builds
+                  and checkpoint write; KerasTuner's own bookkeeping between trials is not in
+                  them and is reported separately ("between trials").
+    training      the `fit()` seconds of both phases from `summary.json` (first-epoch tracing
+                  included; cache builds excluded).
+    outside       (wall - training) / wall; `Workbench.overhead_seconds` is reported beside it.
+
+The cached run goes first and pays for TensorFlow's first-use warm-up, which favours the no-cache
+run. Both runs share 2 noisy CPU cores with whatever else runs on the machine: rerun before
+trusting a small difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python scripts/bench.py` from a checkout without an install
+    sys.path.insert(0, str(REPO))
+
+DEFAULTS: dict[str, Any] = {
+    "backbone": "xception",
+    "image_size": 96,
+    "images": 300,
+    "max_trials": 5,
+    "epochs_head": 4,
+    "epochs_finetune": 2,
+}
+QUICK: dict[str, Any] = {
+    "backbone": "tiny",
+    "image_size": 64,
+    "images": 120,
+    "max_trials": 2,
+}
+CLASSES = ("checks", "dots", "stripes")
+DRAW_SIZE = 128  # pixels of the generated images; the search resizes them to --image-size
+SPEED_TARGET = 5.0  # cached at least this many times faster end to end
+ACCURACY_TARGET = 1.0  # best val accuracy within this many points of the no-cache run
+# Every trial fine-tunes: unfreeze_blocks >= 1 makes phase 2 happen, so its per-epoch cost can be
+# compared. Layered last, over default.toml and the backbone family's file.
+SPACE_TOML = """\
+# Written by scripts/bench.py: every trial fine-tunes one or two blocks.
+[finetune.unfreeze_blocks]
+type = "int"
+min = 1
+max = 2
+default = 1
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/bench.py",
+        description=(
+            "Run the same search with the activation cache and with --no-cache, and compare "
+            "wall time, best val accuracy, time to reach the no-cache best, phase-2 epoch time "
+            "and time outside training."
+        ),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: tiny backbone at 64px, 120 images, 2 trials",
+    )
+    parser.add_argument("--backbone", help=f"default: {DEFAULTS['backbone']}")
+    parser.add_argument("--image-size", type=int, help=f"default: {DEFAULTS['image_size']}")
+    parser.add_argument(
+        "--images",
+        type=int,
+        help=f"synthetic images to generate, over {len(CLASSES)} classes "
+        f"(default: {DEFAULTS['images']}); ignored with --data",
+    )
+    parser.add_argument("--data", type=Path, help="use this image folder instead of generating one")
+    parser.add_argument("--max-trials", type=int, help=f"default: {DEFAULTS['max_trials']}")
+    parser.add_argument("--epochs-head", type=int, help=f"default: {DEFAULTS['epochs_head']}")
+    parser.add_argument(
+        "--epochs-finetune", type=int, help=f"default: {DEFAULTS['epochs_finetune']}"
+    )
+    parser.add_argument("--oracle", default="random", help="default: random")
+    parser.add_argument("--seed", type=int, default=1, help="default: 1")
+    parser.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="keep data and both projects here (its cached/ and nocache/ are "
+        "wiped first); default: a temporary folder, deleted afterwards",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also save the numbers here")
+    parser.add_argument("--verbose", action="store_true", help="show each run's epochs")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark settings: the issue's defaults, `--quick` over them, explicit flags last."""
+    settings = dict(DEFAULTS)
+    if args.quick:
+        settings.update(QUICK)
+    for name in DEFAULTS:
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = value.lower() if isinstance(value, str) else value
+    settings.update(oracle=args.oracle.lower(), seed=args.seed, batch_size=args.batch_size)
+    if settings["images"] < 5 * len(CLASSES):
+        raise SystemExit(
+            f"error: --images must be >= {5 * len(CLASSES)} (a few per class and "
+            f"split). Received: images={settings['images']}"
+        )
+    return settings
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def draw(label: str, rng: Any, size: int = DRAW_SIZE) -> Any:
+    """One uint8 RGB texture of class `label`, with a weak class tint on the foreground.
+
+    The tint is something even a random-init backbone's pooled features can pick up; the texture
+    is what fine-tuning can add.
+    """
+    import numpy as np
+
+    tints = {"checks": (1.0, 0.0, 0.0), "dots": (0.0, 1.0, 0.0), "stripes": (0.0, 0.0, 1.0)}
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    scale = size / 64
+    background = rng.uniform(40, 200, 3)
+    foreground = np.clip(rng.uniform(20, 160, 3) + 90 * np.asarray(tints[label]), 0, 255)
+    if label == "stripes":
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(6, 12) * scale
+        along = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
+        mask = np.mod(along, period) < period / 2
+    elif label == "checks":
+        period = rng.uniform(8, 16) * scale
+        angle = rng.uniform(0, np.pi / 2)
+        u = xx * np.cos(angle) + yy * np.sin(angle)
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        mask = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    else:
+        mask = np.zeros((size, size), dtype=bool)
+        for _ in range(int(rng.integers(6, 14))):
+            cy, cx = rng.uniform(0, size, 2)
+            radius = rng.uniform(3, 7) * scale
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    image = np.where(mask[..., None], foreground, background) + rng.normal(0, 10, (size, size, 3))
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def make_dataset(folder: Path, images: int, seed: int) -> Path:
+    """Writes `images` JPEGs, spread over `CLASSES` in class subfolders, and returns `folder`."""
+    import numpy as np
+    import tensorflow as tf
+
+    shutil.rmtree(folder, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for label in CLASSES:
+        (folder / label).mkdir(parents=True)
+    for i in range(images):
+        label = CLASSES[i % len(CLASSES)]  # interleaved: every class sees the same stream
+        data = tf.io.encode_jpeg(draw(label, rng), quality=90).numpy()
+        (folder / label / f"{label}_{i:04d}.jpg").write_bytes(data)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class RunResult:
+    """What one search cost and scored."""
+
+    label: str  # "cached" or "no-cache"
+    prepare_s: float  # cli.prepare(): scan, decode, split, backbone build, random init
+    search_s: float  # cli.search()
+    overhead_s: float  # Workbench.overhead_seconds after the search
+    best: float | None  # the oracle's best val_accuracy over completed trials
+    n_classes: int
+    train_images: int
+    val_images: int
+    init_file: str  # the random-init weights file the run used
+    trials: list[dict[str, Any]] = field(default_factory=list)  # summary.json, in trial order
+
+    @property
+    def wall_s(self) -> float:
+        return self.prepare_s + self.search_s
+
+    @property
+    def trial_s(self) -> float:
+        return sum(t.get("seconds") or 0.0 for t in self.trials)
+
+    def phase_totals(self, phase: str) -> tuple[float, int]:
+        """(seconds, epochs) of one phase ("phase1" or "phase2"), summed over trials."""
+        parts = [t[phase] for t in self.trials if t.get(phase)]
+        return sum(p["seconds"] for p in parts), sum(p["epochs"] for p in parts)
+
+    @property
+    def training_s(self) -> float:
+        return self.phase_totals("phase1")[0] + self.phase_totals("phase2")[0]
+
+    def per_epoch(self, phase: str) -> float | None:
+        seconds, epochs = self.phase_totals(phase)
+        return seconds / epochs if epochs else None
+
+    def time_to_reach(self, target: float | None) -> tuple[float | None, str | None]:
+        """Seconds from the start of `prepare()` until a finished trial scored >= `target`,
+        counting `prepare()` and the trials' own seconds; and the id of that trial."""
+        if target is None:
+            return None, None
+        elapsed = self.prepare_s
+        for trial in self.trials:
+            elapsed += trial.get("seconds") or 0.0
+            score = (trial.get("best") or {}).get("val_accuracy")
+            if score is not None and score >= target - 1e-9:
+                return elapsed, trial["trial_id"]
+        return None, None
+
+
+def _trial_order(trial_id: str) -> tuple[int, str]:
+    return (int(trial_id), trial_id) if trial_id.isdigit() else (sys.maxsize, trial_id)
+
+
+def run_search(
+    label: str, config: Any, space: Any, verbose: bool, before_search: Any = None
+) -> RunResult:
+    """Runs `prepare()` and `search()` once and reads back every trial's summary."""
+    import keras
+    from rich.console import Console
+
+    from tuner import engine
+    from tuner import search as cli
+    from tuner.backbones import get_backbone
+    from tuner.display import SearchDisplay
+
+    # Fresh Keras state for each run: the same auto-generated layer names, no leftover graphs.
+    keras.backend.clear_session()
+    gc.collect()
+    display = SearchDisplay(console=Console(stderr=True), verbose=1 if verbose else 0)
+    started = time.perf_counter()
+    bench = cli.prepare(config, space, display)
+    prepared = time.perf_counter()
+    if before_search is not None:
+        before_search(bench)
+    resumed = time.perf_counter()
+    tuner = cli.search(bench)
+    finished = time.perf_counter()
+
+    trials = []
+    for trial_id in sorted(tuner.oracle.trials, key=_trial_order):
+        path = Path(tuner.get_trial_dir(trial_id)) / engine.SUMMARY
+        summary = json.loads(path.read_text()) if path.exists() else {"trial_id": trial_id}
+        summary["status"] = tuner.oracle.trials[trial_id].status
+        summary["hyperparameters"] = engine.hp_values(
+            tuner.oracle.trials[trial_id].hyperparameters.values
+        )
+        trials.append(summary)
+    completed = engine.completed_trials(tuner)
+    spec = get_backbone(config.backbones[0])
+    result = RunResult(
+        label=label,
+        prepare_s=prepared - started,
+        search_s=finished - resumed,
+        overhead_s=bench.overhead_seconds,
+        best=float(completed[0].score) if completed else None,
+        n_classes=bench.n_classes,
+        train_images=len(bench.train),
+        val_images=len(bench.val),
+        init_file=str(bench.weights(spec).argument),
+        trials=trials,
+    )
+    del tuner, bench
+    gc.collect()
+    return result
+
+
+def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -> dict[str, Any]:
+    """Runs the cached search, then the no-cache one from the same random init."""
+    from tuner.backbones import get_backbone
+    from tuner.config import SearchConfig
+    from tuner.engine import file_digest
+    from tuner.spaces import load_space
+
+    spec = get_backbone(settings["backbone"])
+    if settings["image_size"] < spec.min_size:
+        raise SystemExit(
+            f"error: --image-size must be at least {spec.min_size} for "
+            f"{spec.name}. Received: image_size={settings['image_size']}"
+        )
+    space_file = work / "space.toml"
+    space_file.write_text(SPACE_TOML)
+    space = load_space(family=spec.family, path=space_file)
+    projects = {"cached": work / "cached", "no-cache": work / "nocache"}
+    for project in projects.values():
+        shutil.rmtree(project, ignore_errors=True)  # a stale cache or init would skew the run
+
+    def config(label: str) -> SearchConfig:
+        return SearchConfig(
+            data=data,
+            backbones=(spec.name,),
+            project_dir=projects[label],
+            weights="none",
+            image_size=settings["image_size"],
+            space=space_file,
+            oracle=settings["oracle"],
+            max_trials=settings["max_trials"],
+            epochs_head=settings["epochs_head"],
+            epochs_finetune=settings["epochs_finetune"],
+            batch_size=settings["batch_size"],
+            patience=0,  # both runs train every epoch
+            seed=settings["seed"],
+            cache=label == "cached",
+            overwrite=True,
+            verbose=1 if verbose else 0,
+        )
+
+    init_name = f"{spec.name}-{settings['image_size']}.weights.h5"
+    say(f"cached run: {spec.name} @{settings['image_size']}px, {settings['max_trials']} trials")
+    cached = run_search("cached", config("cached"), space, verbose)
+    say(f"cached run done in {cached.wall_s:.1f}s")
+
+    # The no-cache run must start from the very same random init: put the cached run's file where
+    # the no-cache Workbench looks, so it is loaded instead of drawn again.
+    init = projects["no-cache"] / "init" / init_name
+    init.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(projects["cached"] / "init" / init_name, init)
+    say("no-cache run (same init, oracle, seed, trials and epochs)")
+    nocache = run_search("no-cache", config("no-cache"), space, verbose)
+    say(f"no-cache run done in {nocache.wall_s:.1f}s")
+
+    same_init = file_digest(Path(cached.init_file)) == file_digest(Path(nocache.init_file))
+    same_trials = [t["hyperparameters"] for t in cached.trials] == [
+        t["hyperparameters"] for t in nocache.trials
+    ]
+    same_epochs = [t.get("epochs_run") for t in cached.trials] == [
+        t.get("epochs_run") for t in nocache.trials
+    ]
+    # The two paths train the same steps (DESIGN.md section 1), so per-trial scores should agree up
+    # to float16 cache rounding; a large gap points at a bug in one path, not at speed.
+    gaps = [
+        abs(a["best"]["val_accuracy"] - b["best"]["val_accuracy"])
+        for a, b in zip(cached.trials, nocache.trials, strict=False)
+        if (a.get("best") or {}).get("val_accuracy") is not None
+        and (b.get("best") or {}).get("val_accuracy") is not None
+    ]
+    return {
+        "settings": settings,
+        "checks": {
+            "same_init": same_init,
+            "same_trials": same_trials,
+            "same_epochs": same_epochs,
+            "max_trial_accuracy_gap": max(gaps) if gaps else None,
+        },
+        "runs": {"cached": cached, "nocache": nocache},
+    }
+
+
+# ----------------------------------------------------------------------------------- numbers
+
+
+def ratio(slow: float | None, fast: float | None) -> float | None:
+    return slow / fast if slow is not None and fast else None
+
+
+def compare(cached: RunResult, nocache: RunResult) -> dict[str, Any]:
+    """Every number the report shows, as plain data."""
+    reach_s, reach_trial = cached.time_to_reach(nocache.best)
+    own_s, own_trial = nocache.time_to_reach(nocache.best)
+    delta = (
+        100 * (cached.best - nocache.best)
+        if cached.best is not None and nocache.best is not None
+        else None
+    )
+
+    def side(run: RunResult) -> dict[str, Any]:
+        return {
+            "wall_s": run.wall_s,
+            "prepare_s": run.prepare_s,
+            "search_s": run.search_s,
+            "trials_s": run.trial_s,
+            "between_trials_s": run.search_s - run.trial_s,
+            "training_s": run.training_s,
+            "outside_training_s": run.wall_s - run.training_s,
+            "outside_training_share": (run.wall_s - run.training_s) / run.wall_s,
+            "overhead_seconds": run.overhead_s,
+            "best_val_accuracy": run.best,
+            "phase1_s_per_epoch": run.per_epoch("phase1"),
+            "phase2_s_per_epoch": run.per_epoch("phase2"),
+            "phase1_epochs": run.phase_totals("phase1")[1],
+            "phase2_epochs": run.phase_totals("phase2")[1],
+            "trials_completed": sum(t["status"] == "COMPLETED" for t in run.trials),
+            "trials": len(run.trials),
+        }
+
+    speedup = ratio(nocache.wall_s, cached.wall_s)
+    return {
+        "cached": side(cached),
+        "nocache": side(nocache),
+        "speedup_wall": speedup,
+        "speedup_search": ratio(nocache.search_s, cached.search_s),
+        "speedup_phase1_epoch": ratio(nocache.per_epoch("phase1"), cached.per_epoch("phase1")),
+        "speedup_phase2_epoch": ratio(nocache.per_epoch("phase2"), cached.per_epoch("phase2")),
+        "accuracy_delta_points": delta,
+        "chance_accuracy": 1 / cached.n_classes,
+        "cached_time_to_nocache_best_s": reach_s,
+        "cached_trial_reaching_nocache_best": reach_trial,
+        "nocache_time_to_own_best_s": own_s,
+        "nocache_trial_of_own_best": own_trial,
+        "speed_target_met": speedup is not None and speedup >= SPEED_TARGET,
+        "accuracy_target_met": delta is not None and abs(delta) <= ACCURACY_TARGET,
+    }
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def _s(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}s"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def build_table(numbers: dict[str, Any], title: str) -> Any:
+    """The comparison as a rich `Table` (not printed)."""
+    from rich.table import Table
+
+    c, n = numbers["cached"], numbers["nocache"]
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="ratios: no-cache / cached (above 1: cached is faster); Δ: cached - no-cache",
+        caption_justify="left",
+    )
+    table.add_column("measure")
+    table.add_column("cached", justify="right")
+    table.add_column("no-cache", justify="right")
+    table.add_column("no-cache/cached", justify="right")
+    table.add_row("wall, end to end", _s(c["wall_s"]), _s(n["wall_s"]), _x(numbers["speedup_wall"]))
+    table.add_row(
+        "  prepare: decode, build, init",
+        _s(c["prepare_s"]),
+        _s(n["prepare_s"]),
+        _x(ratio(n["prepare_s"], c["prepare_s"])),
+    )
+    table.add_row("  search", _s(c["search_s"]), _s(n["search_s"]), _x(numbers["speedup_search"]))
+    table.add_row("    between trials", _s(c["between_trials_s"]), _s(n["between_trials_s"]), "")
+    table.add_row(
+        "training: fit() of both phases",
+        _s(c["training_s"]),
+        _s(n["training_s"]),
+        _x(ratio(n["training_s"], c["training_s"])),
+    )
+    table.add_row(
+        "outside training / wall",
+        _pct(c["outside_training_share"]),
+        _pct(n["outside_training_share"]),
+        "",
+    )
+    table.add_row(
+        "  Workbench.overhead_seconds", _s(c["overhead_seconds"]), _s(n["overhead_seconds"]), ""
+    )
+    table.add_row(
+        "phase 1 per epoch (mean)",
+        _s(c["phase1_s_per_epoch"], 2),
+        _s(n["phase1_s_per_epoch"], 2),
+        _x(numbers["speedup_phase1_epoch"]),
+    )
+    table.add_row(
+        "phase 2 per epoch (mean)",
+        _s(c["phase2_s_per_epoch"], 2),
+        _s(n["phase2_s_per_epoch"], 2),
+        _x(numbers["speedup_phase2_epoch"]),
+    )
+    table.add_row(
+        "epochs run (phase 1 + phase 2)",
+        f"{c['phase1_epochs']} + {c['phase2_epochs']}",
+        f"{n['phase1_epochs']} + {n['phase2_epochs']}",
+        "",
+    )
+    table.add_row(
+        "trials completed",
+        f"{c['trials_completed']}/{c['trials']}",
+        f"{n['trials_completed']}/{n['trials']}",
+        "",
+    )
+    delta = numbers["accuracy_delta_points"]
+    table.add_row(
+        "best val_accuracy",
+        _acc(c["best_val_accuracy"]),
+        _acc(n["best_val_accuracy"]),
+        "-" if delta is None else f"Δ {delta:+.1f} pt",
+    )
+    reach = numbers["cached_time_to_nocache_best_s"]
+    table.add_row(
+        "time to reach no-cache best",
+        "not reached"
+        if reach is None
+        else f"{reach:.1f}s (trial {numbers['cached_trial_reaching_nocache_best']})",
+        _s(numbers["nocache_time_to_own_best_s"])
+        + (
+            f" (trial {numbers['nocache_trial_of_own_best']})"
+            if numbers["nocache_trial_of_own_best"] is not None
+            else ""
+        ),
+        _x(ratio(numbers["nocache_time_to_own_best_s"], reach)),
+    )
+    return table
+
+
+def summary_line(numbers: dict[str, Any]) -> str:
+    c, n = numbers["cached"], numbers["nocache"]
+    delta = numbers["accuracy_delta_points"]
+    reach = numbers["cached_time_to_nocache_best_s"]
+    met = {True: "met", False: "NOT met"}
+    return (
+        f"bench: cached {c['wall_s']:.1f}s vs no-cache {n['wall_s']:.1f}s end to end = "
+        f"{_x(numbers['speedup_wall'])} (target >= {SPEED_TARGET:g}x: "
+        f"{met[numbers['speed_target_met']]}); best val_accuracy {_acc(c['best_val_accuracy'])} "
+        f"vs {_acc(n['best_val_accuracy'])} = "
+        f"{'-' if delta is None else f'{delta:+.1f}'} pt (target within {ACCURACY_TARGET:g} pt: "
+        f"{met[numbers['accuracy_target_met']]}; chance {numbers['chance_accuracy']:.3f}); "
+        f"cached reached the no-cache best after "
+        f"{'never' if reach is None else f'{reach:.1f}s'}; phase-2 epoch "
+        f"{_x(numbers['speedup_phase2_epoch'])} faster; outside training "
+        f"{_pct(c['outside_training_share'])} cached, {_pct(n['outside_training_share'])} no-cache"
+    )
+
+
+def notes(result: dict[str, Any], numbers: dict[str, Any]) -> list[str]:
+    """Caveats a reader needs next to the numbers."""
+    out = []
+    checks = result["checks"]
+    for name, text in (
+        ("same_init", "the random init files differ"),
+        ("same_trials", "the two runs tried different hyperparameters"),
+        ("same_epochs", "the two runs trained different numbers of epochs"),
+    ):
+        if not checks[name]:
+            out.append(f"warning: {text}; the comparison is not like for like")
+    gap = checks["max_trial_accuracy_gap"]
+    if gap is not None:
+        out.append(
+            f"per-trial best val_accuracy, cached vs no-cache: largest gap {100 * gap:.1f} pt"
+        )
+    chance = numbers["chance_accuracy"]
+    bests = [numbers[k]["best_val_accuracy"] for k in ("cached", "nocache")]
+    if all(b is not None and b <= chance + 0.05 for b in bests):
+        out.append(
+            f"note: both best accuracies sit within 5 points of chance ({chance:.3f}): "
+            "the accuracy comparison says little"
+        )
+    return out
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def jsonable(result: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
+    runs = {}
+    for key, run in result["runs"].items():
+        runs[key] = asdict(run) | {"wall_s": run.wall_s}
+    return {
+        "settings": result["settings"],
+        "checks": result["checks"],
+        "numbers": numbers,
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    import tensorflow as tf  # noqa: F401 - imported here so neither run pays for it
+    from rich.console import Console
+
+    from tuner.errors import TunerError
+
+    own_work = args.work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="tuner-bench-")) if own_work else args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"work dir {work}")
+    try:
+        if args.data is not None:
+            data = args.data
+            settings["data"] = str(data)
+        else:
+            data = make_dataset(work / "data", settings["images"], settings["seed"])
+            settings["data"] = f"generated: {settings['images']} images, {len(CLASSES)} classes"
+        result = benchmark(settings, work, data, args.verbose)
+    except TunerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+    numbers = compare(result["runs"]["cached"], result["runs"]["nocache"])
+    cached = result["runs"]["cached"]
+    title = (
+        f"{settings['backbone']} @{settings['image_size']}px, {cached.train_images}+"
+        f"{cached.val_images} images, {cached.n_classes} classes, {settings['oracle']} oracle, "
+        f"{settings['max_trials']} trials x ({settings['epochs_head']} head + "
+        f"{settings['epochs_finetune']} fine-tune) epochs, batch {settings['batch_size']}, "
+        f"seed {settings['seed']}, weights none"
+    )
+    console = Console(width=max(100, Console().width))
+    console.print(build_table(numbers, title))
+    for line in notes(result, numbers):
+        console.print(line, highlight=False)
+    print(summary_line(numbers), flush=True)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(jsonable(result, numbers), indent=2) + "\n")
+        say(f"numbers saved to {args.json}")
+    say(f"total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
