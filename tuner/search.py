@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         space = load_space(config)
-        return run(config, space)
+        return run(config, space, debug=args.debug)
     except TunerError as error:
         if args.debug:
             traceback.print_exc()
@@ -280,12 +280,22 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     return bench
 
 
-def search(bench):  # noqa: ANN001, ANN201
-    """Run the search on a prepared `Workbench`; returns the `TransferTuner`."""
+def search(bench, *, debug: bool = False):  # noqa: ANN001, ANN201
+    """Run the search on a prepared `Workbench`; returns the `TransferTuner`.
+
+    Args:
+        bench: the prepared `tuner.engine.Workbench`.
+        debug: let KerasTuner print the traceback of every failed trial. Defaults to `False`: a
+            failed trial shows its one-line reason, and its traceback stays in its trial.json.
+    """
     import keras_tuner as kt
+    from keras_tuner.src import config as kt_config
 
     from tuner import engine
 
+    # KerasTuner 1.4.8 ships with DEBUG = True, which prints a full traceback on stderr for every
+    # failed trial; there is no public switch.
+    kt_config.DEBUG = debug
     config = bench.config
     engine.atomic_write_text(config.project_dir / "run.json",
                              engine.json.dumps(engine.dump_run(config, bench), indent=2))
@@ -301,8 +311,11 @@ def search(bench):  # noqa: ANN001, ANN201
     return tuner
 
 
-def run(config: SearchConfig, space) -> int:  # noqa: ANN001 - tuner.spaces.Space
-    """Load the data, search, print the leaderboard and export the best model."""
+def run(config: SearchConfig, space, *, debug: bool = False) -> int:  # noqa: ANN001
+    """Load the data, search, print the leaderboard and export the best model.
+
+    `space` is a `tuner.spaces.Space`; `debug` shows KerasTuner's traceback of each failed trial.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from rich.console import Console
 
@@ -317,7 +330,7 @@ def run(config: SearchConfig, space) -> int:  # noqa: ANN001 - tuner.spaces.Spac
         display.message(f"demo: {config.data} (generated images), weights={config.weights}")
     started = time.perf_counter()
     bench = prepare(config, space, display)
-    tuner = search(bench)
+    tuner = search(bench, debug=debug)
 
     from tuner import engine
     from tuner.leaderboard import load_leaderboard, render
