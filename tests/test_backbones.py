@@ -125,6 +125,12 @@ def test_image_size_below_minimum_is_a_config_error():
     assert "at least 71" in message and "image_size=70" in message and "xception" in message
 
 
+def test_image_size_must_be_an_integer():
+    with pytest.raises(ConfigError, match="image_size=64.5"):
+        build_backbone(get_backbone("tiny"), 64.5, None)
+    assert build_backbone(get_backbone("tiny"), np.int64(16), None).input_shape == (None, 16, 16, 3)
+
+
 def test_missing_weights_file_is_a_config_error(tmp_path):
     missing = tmp_path / "nope.weights.h5"
     with pytest.raises(ConfigError, match="does not exist"):
