@@ -45,8 +45,14 @@ def write_jpeg(path: Path, array: np.ndarray) -> None:
     path.write_bytes(tf.io.encode_jpeg(array, quality=95).numpy())
 
 
-def make_folder(root: Path, classes=("bright", "dark"), per_class: int = 12, size: int = 32,
-                seed: int = 0, layout: str = "folders") -> Path:
+def make_folder(
+    root: Path,
+    classes=("bright", "dark"),
+    per_class: int = 12,
+    size: int = 32,
+    seed: int = 0,
+    layout: str = "folders",
+) -> Path:
     """A dataset of PNG files in class subfolders (or flat `label.N.png` files)."""
     rng = np.random.default_rng(seed)
     for label in classes:

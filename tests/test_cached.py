@@ -62,8 +62,9 @@ def test_a_corrupt_entry_is_rebuilt_not_used(search_config):
 def test_augmentation_caches_views_and_is_reported(search_config, tmp_path):
     from tuner.leaderboard import build_table, load_leaderboard
 
-    config = search_config(augment=True, augment_views=3, max_trials=1,
-                           space=fixed_space(tmp_path, 1))
+    config = search_config(
+        augment=True, augment_views=3, max_trials=1, space=fixed_space(tmp_path, 1)
+    )
     bench = bench_for(config)
     tuner = cli.search(bench)
     session = bench.session("tiny")

@@ -55,8 +55,9 @@ def summaries(config) -> dict[str, dict]:
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_phases_run_in_order_with_epochs_numbered_on(search_config, tmp_path, cache):
-    config = search_config(space=fixed_space(tmp_path, 1), max_trials=1, epochs_head=2,
-                           epochs_finetune=2, cache=cache)
+    config = search_config(
+        space=fixed_space(tmp_path, 1), max_trials=1, epochs_head=2, epochs_finetune=2, cache=cache
+    )
     seen = []
     bench = cli.prepare(config, load_space(family="tiny", path=config.space))
     bench.display.verbose = 1
@@ -97,10 +98,14 @@ def test_hyperband_continuation_places_phase_boundary_at_absolute_epoch(search_c
     # max_epochs = 2 + 2 = 4 with factor 3: brackets train to epoch 1 (or 2), then continue to 4.
     space = fixed_space(tmp_path, 1)
     # Hyperband needs distinct candidates: search the width, keep the rest fixed.
-    space.write_text(space.read_text().replace(
-        'type = "fixed"\nvalue = 16', 'type = "choice"\nvalues = [4, 8, 16, 32, 64]'))
-    config = search_config(oracle="hyperband", max_trials=30, epochs_head=2, epochs_finetune=2,
-                           space=space)
+    space.write_text(
+        space.read_text().replace(
+            'type = "fixed"\nvalue = 16', 'type = "choice"\nvalues = [4, 8, 16, 32, 64]'
+        )
+    )
+    config = search_config(
+        oracle="hyperband", max_trials=30, epochs_head=2, epochs_finetune=2, space=space
+    )
     bench, tuner = run_search(config)
     trials = {t.trial_id: t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
     continued = [t for t in trials.values() if t.hyperparameters.values.get("tuner/trial_id")]
@@ -120,8 +125,9 @@ def test_get_best_models_returns_the_trained_model(search_config):
     bench, tuner = run_search(config)
     (model,) = tuner.get_best_models(1)
     best = [t for t in tuner.oracle.get_best_trials(5) if t.status == "COMPLETED"][0]
-    logs = model.evaluate(bench.pixels("val", 32).astype("float32"), bench.labels("val"),
-                          verbose=0, return_dict=True)
+    logs = model.evaluate(
+        bench.pixels("val", 32).astype("float32"), bench.labels("val"), verbose=0, return_dict=True
+    )
     # The checkpoint is the best epoch, whose val accuracy is the trial's score.
     assert logs["accuracy"] == pytest.approx(best.score, abs=0.06)
 
@@ -162,9 +168,16 @@ def test_cached_and_full_paths_train_the_same_weights(search_config, tmp_path):
 
     pieces = {}
     for cache in (True, False):
-        config = search_config(space=fixed_space(tmp_path, 2), max_trials=1, epochs_head=2,
-                               epochs_finetune=2, cache=cache, cache_dtype="float32",
-                               project_dir=tmp_path / f"p{cache}", patience=0)
+        config = search_config(
+            space=fixed_space(tmp_path, 2),
+            max_trials=1,
+            epochs_head=2,
+            epochs_finetune=2,
+            cache=cache,
+            cache_dtype="float32",
+            project_dir=tmp_path / f"p{cache}",
+            patience=0,
+        )
         # Both paths must start from the same random init.
         if not cache:
             (config.project_dir / "init").mkdir(parents=True)
@@ -213,8 +226,9 @@ def test_same_seed_repeats_the_search(search_config, tmp_path):
 
 
 def test_several_backbones_make_backbone_a_hyperparameter(search_config):
-    config = search_config(backbones=("tiny", "mobilenetv3small"), max_trials=3,
-                           epochs_head=1, epochs_finetune=1)
+    config = search_config(
+        backbones=("tiny", "mobilenetv3small"), max_trials=3, epochs_head=1, epochs_finetune=1
+    )
     _, tuner = run_search(config)
     names = {p.name for p in tuner.oracle.get_space().space}
     assert "backbone" in names

@@ -27,8 +27,8 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
     script = textwrap.dedent(f"""
         import sys, numpy as np, keras
         model = keras.saving.load_model({str(path)!r}, safe_mode=True)
-        out = model.predict(np.load({str(tmp_path / 'images.npy')!r}), verbose=0)
-        np.save({str(tmp_path / 'out.npy')!r}, out)
+        out = model.predict(np.load({str(tmp_path / "images.npy")!r}), verbose=0)
+        np.save({str(tmp_path / "out.npy")!r}, out)
         assert not any(m == 'tuner' or m.startswith('tuner.') for m in sys.modules), 'tuner imported'
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)

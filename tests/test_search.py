@@ -14,9 +14,27 @@ from tuner import search as cli
 
 
 def base_args(data: Path, project: Path) -> list[str]:
-    return ["--backbone", "tiny", "--data", str(data), "--weights", "none", "--image-size", "32",
-            "--max-trials", "2", "--epochs-head", "2", "--epochs-finetune", "1",
-            "--batch-size", "8", "--project-dir", str(project), "--quiet"]
+    return [
+        "--backbone",
+        "tiny",
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--max-trials",
+        "2",
+        "--epochs-head",
+        "2",
+        "--epochs-finetune",
+        "1",
+        "--batch-size",
+        "8",
+        "--project-dir",
+        str(project),
+        "--quiet",
+    ]
 
 
 def test_flat_folder_search_exports_a_model(tmp_path, capsys):
@@ -51,8 +69,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("extra", "word"), BAD)
-def test_bad_flags_give_one_line_and_exit_2_and_create_nothing(tmp_path, capsys, image_folder,
-                                                               extra, word):
+def test_bad_flags_give_one_line_and_exit_2_and_create_nothing(
+    tmp_path, capsys, image_folder, extra, word
+):
     project = tmp_path / "never"
     assert cli.main(base_args(image_folder, project) + extra) == 2
     err = capsys.readouterr().err.strip()
@@ -95,16 +114,18 @@ def test_validation_classes_must_exist_in_training(tmp_path, capsys, image_folde
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys, image_folder):
-    assert cli.main(base_args(image_folder, tmp_path / "p") + ["--max-trials", "0",
-                                                               "--debug"]) == 2
+    assert cli.main(base_args(image_folder, tmp_path / "p") + ["--max-trials", "0", "--debug"]) == 2
     assert "Traceback" in capsys.readouterr().err
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from tuner import search; "
-            "search.build_parser().format_help(); "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys; from tuner import search; "
+        "search.build_parser().format_help(); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run([sys.executable, "-m", "tuner.search", "--help"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tuner.search", "--help"], check=True, capture_output=True, text=True
+    ).stdout
     assert "--backbone" in out and "--demo" in out

@@ -69,14 +69,26 @@ class SearchConfig:
             (self.epochs_finetune >= 0, "epochs_finetune", "must be >= 0", self.epochs_finetune),
             (self.patience >= 0, "patience", "must be >= 0", self.patience),
             (self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size),
-            (0.0 < self.val_split < 1.0, "val_split", "must be between 0 and 1 (exclusive)",
-             self.val_split),
+            (
+                0.0 < self.val_split < 1.0,
+                "val_split",
+                "must be between 0 and 1 (exclusive)",
+                self.val_split,
+            ),
             (self.augment_views >= 1, "augment_views", "must be >= 1", self.augment_views),
             (self.cache_memory >= 0, "cache_memory", "must be >= 0", self.cache_memory),
-            (self.max_consecutive_failures >= 1, "max_consecutive_failures", "must be >= 1",
-             self.max_consecutive_failures),
-            (self.image_size is None or self.image_size >= 1, "image_size", "must be >= 1",
-             self.image_size),
+            (
+                self.max_consecutive_failures >= 1,
+                "max_consecutive_failures",
+                "must be >= 1",
+                self.max_consecutive_failures,
+            ),
+            (
+                self.image_size is None or self.image_size >= 1,
+                "image_size",
+                "must be >= 1",
+                self.image_size,
+            ),
             (len(self.backbones) >= 1, "backbone", "needs at least one name", self.backbones),
         ]
         for ok, name, rule, value in checks:
@@ -100,7 +112,7 @@ class SearchConfig:
 
     @property
     def direction(self) -> str:
-        """"max" or "min", the direction of `objective`."""
+        """ "max" or "min", the direction of `objective`."""
         return OBJECTIVES[self.objective]
 
     @property

@@ -67,16 +67,18 @@ class SearchDisplay:
     def warning(self, text: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
 
-    def trial_begin(self, trial_id: str, number: int | None, total: int | None,
-                    values: Mapping[str, Any]) -> None:
+    def trial_begin(
+        self, trial_id: str, number: int | None, total: int | None, values: Mapping[str, Any]
+    ) -> None:
         if not self.verbose:
             return
         count = f" ({number}/{total})" if number and total else ""
         self.console.rule(f"trial {trial_id}{count}", style="cyan")
         self.console.print(format_hp(values), highlight=False)
 
-    def epoch(self, phase: int, epoch: int, last: int, logs: Mapping[str, float],
-              seconds: float) -> None:
+    def epoch(
+        self, phase: int, epoch: int, last: int, logs: Mapping[str, float], seconds: float
+    ) -> None:
         if not self.verbose:
             return
         shown = "  ".join(
@@ -88,16 +90,26 @@ class SearchDisplay:
             highlight=False,
         )
 
-    def trial_end(self, trial_id: str, status: str, score: float | None, objective: str,
-                  reason: str | None = None) -> None:
+    def trial_end(
+        self,
+        trial_id: str,
+        status: str,
+        score: float | None,
+        objective: str,
+        reason: str | None = None,
+    ) -> None:
         if not self.verbose:
             return
         if reason:
-            self.console.print(f"  trial {trial_id} {status}: {reason}", style="red",
-                               highlight=False)
+            self.console.print(
+                f"  trial {trial_id} {status}: {reason}", style="red", highlight=False
+            )
         elif score is not None:
-            self.console.print(f"  trial {trial_id} {status}: best {objective}={score:.4f}",
-                               style="green", highlight=False)
+            self.console.print(
+                f"  trial {trial_id} {status}: best {objective}={score:.4f}",
+                style="green",
+                highlight=False,
+            )
 
     @contextlib.contextmanager
     def build_progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:

@@ -99,8 +99,9 @@ def make_dataset(
     """
     n = len(y)
     if len(x) != n * views:
-        raise ValueError(f"Expected {n * views} rows of x for {n} labels and {views} views; "
-                         f"received {len(x)}.")
+        raise ValueError(
+            f"Expected {n * views} rows of x for {n} labels and {views} views; received {len(x)}."
+        )
     rng = np.random.default_rng(view_seed)
     sample_shape = tuple(x.shape[1:])
     y_shape = tuple(y.shape[1:])
@@ -118,8 +119,9 @@ def make_dataset(
         indices = indices.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        xb, yb = tf.numpy_function(gather, [index], [tf.float32, tf.as_dtype(y.dtype)],
-                                   stateful=True)
+        xb, yb = tf.numpy_function(
+            gather, [index], [tf.float32, tf.as_dtype(y.dtype)], stateful=True
+        )
         xb.set_shape((None,) + sample_shape)
         yb.set_shape((None,) + y_shape)
         return xb, yb
@@ -290,8 +292,10 @@ class BackboneSession:
     def restore_pretrained(self, cut: int) -> None:
         """Put the pretrained weights back on every layer above `cut`."""
         if cut < self._deepest:
-            raise ValueError(f"Cut {cut} is below the deepest cut the space allows "
-                             f"({self._deepest}); its pretrained weights were not kept.")
+            raise ValueError(
+                f"Cut {cut} is below the deepest cut the space allows "
+                f"({self._deepest}); its pretrained weights were not kept."
+            )
         for index in range(cut + 1, len(self.model.layers)):
             if self._pretrained[index]:
                 self.model.layers[index].set_weights(self._pretrained[index])
@@ -483,8 +487,13 @@ class _Recorder(keras.callbacks.Callback):
     from (DESIGN.md section 3).
     """
 
-    def __init__(self, objective: str, direction: str, capture: Callable[[], Pieces],
-                 on_epoch: Callable[[int, dict[str, float], float], None]) -> None:
+    def __init__(
+        self,
+        objective: str,
+        direction: str,
+        capture: Callable[[], Pieces],
+        on_epoch: Callable[[int, dict[str, float], float], None],
+    ) -> None:
         super().__init__()
         self.objective = objective
         self.better = (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
@@ -576,9 +585,16 @@ class TransferTuner(kt.Tuner):
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict:
         bench = self.bench
         config = bench.config
-        summary: dict[str, Any] = {"trial_id": trial.trial_id, "phase1": None, "phase2": None,
-                                   "epochs_run": 0, "seconds": None, "reason": None,
-                                   "augment": config.augment, "cache": config.cache}
+        summary: dict[str, Any] = {
+            "trial_id": trial.trial_id,
+            "phase1": None,
+            "phase2": None,
+            "epochs_run": 0,
+            "seconds": None,
+            "reason": None,
+            "augment": config.augment,
+            "cache": config.cache,
+        }
         started = time.perf_counter()
         values = {k: v for k, v in trial.hyperparameters.values.items()}
         bench.display.trial_begin(trial.trial_id, self.trial_number, config.max_trials, values)
@@ -604,8 +620,10 @@ class TransferTuner(kt.Tuner):
         finally:
             summary["seconds"] = round(time.perf_counter() - started, 3)
             try:
-                atomic_write_text(Path(self.get_trial_dir(trial.trial_id)) / SUMMARY,
-                                  json.dumps(summary, indent=2))
+                atomic_write_text(
+                    Path(self.get_trial_dir(trial.trial_id)) / SUMMARY,
+                    json.dumps(summary, indent=2),
+                )
             except OSError as error:  # a full disk must not hide the trial's own outcome
                 bench.display.warning(f"could not write the trial summary: {error}")
             bench.display.trial_end(
@@ -721,15 +739,27 @@ class _Plan:
         callbacks: list[keras.callbacks.Callback] = [recorder]
         if self.config.patience:
             # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
-            callbacks.insert(0, copy.deepcopy(keras.callbacks.EarlyStopping(
-                monitor=self.config.objective,
-                mode=self.config.direction,
-                patience=self.config.patience,
-            )))
+            callbacks.insert(
+                0,
+                copy.deepcopy(
+                    keras.callbacks.EarlyStopping(
+                        monitor=self.config.objective,
+                        mode=self.config.direction,
+                        patience=self.config.patience,
+                    )
+                ),
+            )
         return callbacks
 
-    def _fit(self, model: keras.Model, train: tf.data.Dataset, val: tf.data.Dataset,
-             initial: int, epochs: int, recorder: _Recorder) -> PhaseResult:
+    def _fit(
+        self,
+        model: keras.Model,
+        train: tf.data.Dataset,
+        val: tf.data.Dataset,
+        initial: int,
+        epochs: int,
+        recorder: _Recorder,
+    ) -> PhaseResult:
         if epochs <= initial:
             return PhaseResult()
         start = time.perf_counter()
@@ -747,15 +777,22 @@ class _Plan:
     def _dataset(self, x: np.ndarray, which: str, seed: int, phase: int, views: int = 1):
         y = self.bench.labels(which)
         shuffle = seed + phase if (which == "train" and self.config.shuffle) else None
-        return make_dataset(x, y, self.config.batch_size, shuffle_seed=shuffle, views=views,
-                            view_seed=seed + 7 * phase)
+        return make_dataset(
+            x,
+            y,
+            self.config.batch_size,
+            shuffle_seed=shuffle,
+            views=views,
+            view_seed=seed + 7 * phase,
+        )
 
 
 class _CachedPlan(_Plan):
     """Phase 1 on pooled features, phase 2 on activations cached at the block boundary."""
 
-    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int,
-                 seed: int):
+    def __init__(
+        self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int, seed: int
+    ):
         super().__init__(tuner, hp, backbone, k)
         self.session = self.bench.session(backbone)
         self.cut = self.session.cut(k) if k > 0 else None
@@ -784,8 +821,9 @@ class _CachedPlan(_Plan):
     def _views(self) -> int:
         return self.config.augment_views if self.config.augment else 1
 
-    def fit(self, phase: int, initial: int, epochs: int, recorder: _Recorder,
-            seed: int) -> PhaseResult:
+    def fit(
+        self, phase: int, initial: int, epochs: int, recorder: _Recorder, seed: int
+    ) -> PhaseResult:
         session = self.session
         if phase == 1:
             model = self.head
@@ -818,8 +856,9 @@ class _CachedPlan(_Plan):
 class _FullPlan(_Plan):
     """The no-cache path: every epoch runs the whole network, frozen parts included."""
 
-    def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int,
-                 seed: int):
+    def __init__(
+        self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int, seed: int
+    ):
         super().__init__(tuner, hp, backbone, k)
         start = time.perf_counter()
         self.model = tuner.hypermodel.build(hp, seed=seed)
@@ -840,8 +879,9 @@ class _FullPlan(_Plan):
     def load(self, pieces: Pieces) -> None:
         self.restore(pieces)
 
-    def fit(self, phase: int, initial: int, epochs: int, recorder: _Recorder,
-            seed: int) -> PhaseResult:
+    def fit(
+        self, phase: int, initial: int, epochs: int, recorder: _Recorder, seed: int
+    ) -> PhaseResult:
         if phase == 1:
             self.backbone.trainable = False
             compile_model(self.model, self.hp.get("head/learning_rate"), self.bench.n_classes)
@@ -914,8 +954,8 @@ def hp_values(values: Mapping[str, Any]) -> dict[str, Any]:
 def count_blocks(bench: Workbench, backbone: Backbone) -> int:
     """How many unfreezable blocks the backbone has."""
     # The cached path keeps this process's build; the full path builds its own in every trial.
-    model = bench.session(backbone.name).model if bench.config.cache else bench.build_backbone(
-        backbone
+    model = (
+        bench.session(backbone.name).model if bench.config.cache else bench.build_backbone(backbone)
     )
     return len(cuts.blocks(model, backbone.block_pattern))
 
@@ -948,8 +988,9 @@ def last_failure(tuner: kt.Tuner, trial: kt.engine.trial.Trial | None = None) ->
     return lines[-1][:200]
 
 
-def export_best(tuner: TransferTuner, trial: kt.engine.trial.Trial,
-                directory: str | os.PathLike) -> Path:
+def export_best(
+    tuner: TransferTuner, trial: kt.engine.trial.Trial, directory: str | os.PathLike
+) -> Path:
     """Export one trial's model to `directory` with its metadata."""
     from tuner.export import export_model
 
@@ -963,15 +1004,23 @@ def export_best(tuner: TransferTuner, trial: kt.engine.trial.Trial,
     metadata = {
         "format": 1,
         "class_names": list(bench.class_names),
-        "input": {"image_size": bench.image_size(spec), "channels": "RGB", "range": [0, 255],
-                  "note": "raw pixels of any size; resized (bilinear) and preprocessed inside"},
-        "output": "sigmoid probability of class_names[1]" if bench.n_classes == 2
+        "input": {
+            "image_size": bench.image_size(spec),
+            "channels": "RGB",
+            "range": [0, 255],
+            "note": "raw pixels of any size; resized (bilinear) and preprocessed inside",
+        },
+        "output": "sigmoid probability of class_names[1]"
+        if bench.n_classes == 2
         else "softmax probabilities over class_names",
         "backbone": name,
         "weights": bench.weights(spec).origin,
         "hyperparameters": hp_values(trial.hyperparameters.values),
-        "objective": {"name": config.objective, "direction": config.direction,
-                      "value": trial.score},
+        "objective": {
+            "name": config.objective,
+            "direction": config.direction,
+            "value": trial.score,
+        },
         "validation": summary.get("best", {}),
         "phases": {"head": summary.get("phase1"), "finetune": summary.get("phase2")},
         "trial_id": trial.trial_id,

@@ -31,8 +31,9 @@ def serving_model(model: keras.Model, image_size: int) -> keras.Model:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     inputs = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear",
-                              name="resize")(inputs)
+    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(
+        inputs
+    )
     return keras.Model(inputs, clone(x), name="tuner_classifier")
 
 

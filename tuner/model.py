@@ -39,10 +39,18 @@ def build_head(
         [
             keras.Input((n_features,), name="features"),
             keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
-            keras.layers.Dense(units, activation="relu", name="head_dense",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed + 1)),
-            keras.layers.Dense(outputs, activation=activation, name="head_output",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed + 2)),
+            keras.layers.Dense(
+                units,
+                activation="relu",
+                name="head_dense",
+                kernel_initializer=keras.initializers.GlorotUniform(seed + 1),
+            ),
+            keras.layers.Dense(
+                outputs,
+                activation=activation,
+                name="head_output",
+                kernel_initializer=keras.initializers.GlorotUniform(seed + 2),
+            ),
         ],
         name=HEAD_NAME,
     )
@@ -114,8 +122,9 @@ class Pieces:
                 weights = backbone.layers[index].get_weights()
                 if weights:
                     layers[index] = [np.array(w, copy=True) for w in weights]
-        return cls(head=[np.array(w, copy=True) for w in head.get_weights()], backbone=layers,
-                   cut=cut)
+        return cls(
+            head=[np.array(w, copy=True) for w in head.get_weights()], backbone=layers, cut=cut
+        )
 
     def apply(self, head: keras.Model, backbone: keras.Model | None) -> None:
         head.set_weights(self.head)
@@ -135,8 +144,11 @@ class Pieces:
         for index, weights in self.backbone.items():
             for j, w in enumerate(weights):
                 arrays[f"backbone/{index}/{j}"] = w
-        meta = {"cut": self.cut, "head": len(self.head),
-                "backbone": {str(k): len(v) for k, v in self.backbone.items()}}
+        meta = {
+            "cut": self.cut,
+            "head": len(self.head),
+            "backbone": {str(k): len(v) for k, v in self.backbone.items()},
+        }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

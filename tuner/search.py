@@ -24,11 +24,11 @@ DEMO_SETTINGS = {
     "backbones": ("tiny",),
     "weights": "none",
     "image_size": 64,
-    "max_trials": 6,
-    "epochs_head": 10,
-    "epochs_finetune": 10,
+    "max_trials": 8,
+    "epochs_head": 12,
+    "epochs_finetune": 15,
     "batch_size": 32,
-    "patience": 4,
+    "patience": 5,
 }
 
 
@@ -42,54 +42,95 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="training images: one subfolder per class, or a "
-                      "flat folder of files named LABEL.N.jpg")
-    data.add_argument("--val-data", type=Path, help="validation images, same layouts; default: "
-                      "a stratified --val-split of --data")
-    data.add_argument("--val-split", type=float, default=0.2,
-                      help="fraction of each class held out for validation (default: 0.2)")
-    data.add_argument("--demo", action="store_true",
-                      help="run an offline demo on a small generated dataset (no downloads)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        help="training images: one subfolder per class, or a "
+        "flat folder of files named LABEL.N.jpg",
+    )
+    data.add_argument(
+        "--val-data",
+        type=Path,
+        help="validation images, same layouts; default: a stratified --val-split of --data",
+    )
+    data.add_argument(
+        "--val-split",
+        type=float,
+        default=0.2,
+        help="fraction of each class held out for validation (default: 0.2)",
+    )
+    data.add_argument(
+        "--demo",
+        action="store_true",
+        help="run an offline demo on a small generated dataset (no downloads)",
+    )
     model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default=None,
-                       help="a backbone name, or a comma-separated list to search over "
-                       "(default: xception; see --list-backbones)")
-    model.add_argument("--list-backbones", action="store_true",
-                       help="list the backbone names and exit")
-    model.add_argument("--image-size", type=int, help="square input size in pixels (default: "
-                       "the backbone's own)")
-    model.add_argument("--weights",
-                       help="imagenet (downloaded and cached by Keras; the default), none (random "
-                       "init; the default with --demo) or a path to a weights file for the "
-                       "backbone without its top")
+    model.add_argument(
+        "--backbone",
+        default=None,
+        help="a backbone name, or a comma-separated list to search over "
+        "(default: xception; see --list-backbones)",
+    )
+    model.add_argument(
+        "--list-backbones", action="store_true", help="list the backbone names and exit"
+    )
+    model.add_argument(
+        "--image-size", type=int, help="square input size in pixels (default: the backbone's own)"
+    )
+    model.add_argument(
+        "--weights",
+        help="imagenet (downloaded and cached by Keras; the default), none (random "
+        "init; the default with --demo) or a path to a weights file for the "
+        "backbone without its top",
+    )
     search = parser.add_argument_group("search")
     search.add_argument("--space", type=Path, help="a search-space TOML laid over the defaults")
     search.add_argument("--oracle", default="random", help=f"one of {', '.join(ORACLES)}")
     search.add_argument("--max-trials", type=int, help="trials to run (default: 10)")
     search.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
     search.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
-    search.add_argument("--patience", type=int,
-                        help="early-stopping patience inside each phase; 0 turns it off "
-                        "(default: 2)")
+    search.add_argument(
+        "--patience",
+        type=int,
+        help="early-stopping patience inside each phase; 0 turns it off (default: 2)",
+    )
     search.add_argument("--batch-size", type=int, help="default: 32")
-    search.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
+    search.add_argument(
+        "--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}"
+    )
     search.add_argument("--seed", type=int, default=1)
     output = parser.add_argument_group("output")
-    output.add_argument("--project-dir", type=Path,
-                        help="where trials, caches and the export go (default: runs/<backbone>); "
-                        "rerunning the same command resumes")
+    output.add_argument(
+        "--project-dir",
+        type=Path,
+        help="where trials, caches and the export go (default: runs/<backbone>); "
+        "rerunning the same command resumes",
+    )
     output.add_argument("--overwrite", action="store_true", help="start the search over")
     output.add_argument("--export", type=Path, help="export folder (default: PROJECT_DIR/export)")
     speed = parser.add_argument_group("cache")
-    speed.add_argument("--no-cache", action="store_true",
-                       help="train the full model every epoch instead of cached frozen activations")
+    speed.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="train the full model every epoch instead of cached frozen activations",
+    )
     speed.add_argument("--cache-dir", type=Path, help="default: PROJECT_DIR/cache")
-    speed.add_argument("--cache-memory", default="2G",
-                       help="cache entries larger than this are memory-mapped (default: 2G)")
-    speed.add_argument("--augment", action="store_true",
-                       help="random flip, rotation and zoom; the cache then holds several views")
-    speed.add_argument("--augment-views", type=int, default=4,
-                       help="augmented views cached per image with --augment (default: 4)")
+    speed.add_argument(
+        "--cache-memory",
+        default="2G",
+        help="cache entries larger than this are memory-mapped (default: 2G)",
+    )
+    speed.add_argument(
+        "--augment",
+        action="store_true",
+        help="random flip, rotation and zoom; the cache then holds several views",
+    )
+    speed.add_argument(
+        "--augment-views",
+        type=int,
+        default=4,
+        help="augmented views cached per image with --augment (default: 4)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the leaderboard")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -139,8 +180,10 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     backbones = tuple(dict.fromkeys(get_backbone(n).name for n in settings["backbones"]))
     settings["backbones"] = backbones
     if len(backbones) > 1 and settings["weights"] not in ("imagenet", "none"):
-        raise ConfigError("A weights file fits one backbone; pass one --backbone with it, or "
-                          "--weights imagenet|none.")
+        raise ConfigError(
+            "A weights file fits one backbone; pass one --backbone with it, or "
+            "--weights imagenet|none."
+        )
     size = settings.get("image_size")
     for name in backbones:
         spec = get_backbone(name)
@@ -203,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished trials are kept; rerun the same command to resume.",
-              file=sys.stderr)
+        print(
+            "interrupted: finished trials are kept; rerun the same command to resume.",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -235,8 +280,9 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     def decode(images, size: int):  # noqa: ANN001, ANN202
         key = (images.paths, size)
         if key not in decoded:
-            with display.build_progress(f"decoding {len(images)} images at {size}px",
-                                        len(images)) as update:
+            with display.build_progress(
+                f"decoding {len(images)} images at {size}px", len(images)
+            ) as update:
                 decoded[key] = data_module.load_pixels(images, size, progress=update)
         return decoded[key]
 
@@ -259,8 +305,9 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
 
     def pixels(images, size: int):  # noqa: ANN001, ANN202
         # Rows of the decoded array, in the order of `images` (a subset of a decoded set).
-        source = train_kept if val_kept is None or images.paths[0] in set(train_kept.paths) \
-            else val_kept
+        source = (
+            train_kept if val_kept is None or images.paths[0] in set(train_kept.paths) else val_kept
+        )
         kept, array, _ = decode(source, size)
         index = {p: i for i, p in enumerate(kept.paths)}
         return array[[index[p] for p in images.paths]]
@@ -268,8 +315,10 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     config.project_dir.mkdir(parents=True, exist_ok=True)
     if skipped:
         data_module.write_skipped(skipped, config.project_dir / "skipped.txt")
-        display.warning(data_module.summarize_skipped(skipped)
-                        + f" (all listed in {config.project_dir / 'skipped.txt'})")
+        display.warning(
+            data_module.summarize_skipped(skipped)
+            + f" (all listed in {config.project_dir / 'skipped.txt'})"
+        )
     display.message(
         f"{len(train)} training and {len(val)} validation images, "
         f"{len(train.class_names)} classes: {', '.join(train.class_names)}"
@@ -297,8 +346,9 @@ def search(bench, *, debug: bool = False):  # noqa: ANN001, ANN201
     # failed trial; there is no public switch.
     kt_config.DEBUG = debug
     config = bench.config
-    engine.atomic_write_text(config.project_dir / "run.json",
-                             engine.json.dumps(engine.dump_run(config, bench), indent=2))
+    engine.atomic_write_text(
+        config.project_dir / "run.json", engine.json.dumps(engine.dump_run(config, bench), indent=2)
+    )
     tuner = engine.TransferTuner(engine.make_oracle(config), bench)
     try:
         tuner.search(verbose=0)
@@ -306,8 +356,10 @@ def search(bench, *, debug: bool = False):  # noqa: ANN001, ANN201
         cause = error.__cause__
         if isinstance(cause, TunerError):
             raise cause from error
-        raise TunerError(f"The search stopped: {engine.first_line(error)}. Finished trials are "
-                         "kept; fix the cause and rerun the same command to resume.") from error
+        raise TunerError(
+            f"The search stopped: {engine.first_line(error)}. Finished trials are "
+            "kept; fix the cause and rerun the same command to resume."
+        ) from error
     return tuner
 
 
@@ -338,11 +390,15 @@ def run(config: SearchConfig, space, *, debug: bool = False) -> int:  # noqa: AN
     render(load_leaderboard(config.project_dir), console=console)
     best = engine.completed_trials(tuner)
     if not best:
-        raise TunerError("No trial completed, so nothing was exported; the leaderboard above "
-                         "says why each failed.")
+        raise TunerError(
+            "No trial completed, so nothing was exported; the leaderboard above "
+            "says why each failed."
+        )
     path = engine.export_best(tuner, best[0], config.resolved_export_dir)
-    display.message(f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
-                    f"exported to {path} ({time.perf_counter() - started:.0f}s)")
+    display.message(
+        f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
+        f"exported to {path} ({time.perf_counter() - started:.0f}s)"
+    )
     return 0
 
 
