@@ -471,7 +471,7 @@ class PhaseResult:
     seconds: float = 0.0
     best: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self, objective: str) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
             "seconds": round(self.seconds, 3),
@@ -689,10 +689,10 @@ class TransferTuner(kt.Tuner):
             ) from error
         bench.overhead_seconds += time.perf_counter() - start
         phase1.best = recorder.phase_best.get(1, {})
-        summary["phase1"] = phase1.as_dict(config.objective) if phase1.epochs else None
+        summary["phase1"] = phase1.as_dict() if phase1.epochs else None
         if phase2 is not None:
             phase2.best = recorder.phase_best.get(2, {})
-            summary["phase2"] = phase2.as_dict(config.objective)
+            summary["phase2"] = phase2.as_dict()
         summary["epochs_run"] = phase1.epochs + (phase2.epochs if phase2 else 0)
         summary["best"] = recorder.best_logs
         return dict(recorder.best_logs)
