@@ -139,37 +139,10 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def draw(label: str, rng: Any, size: int = DRAW_SIZE) -> Any:
-    """One uint8 RGB texture of class `label`, with a weak class tint on the foreground.
+    """One uint8 RGB texture of class `label`: the demo's drawing, at `size` pixels."""
+    from tuner.demo import draw as draw_texture
 
-    The tint is something even a random-init backbone's pooled features can pick up; the texture
-    is what fine-tuning can add.
-    """
-    import numpy as np
-
-    tints = {"checks": (1.0, 0.0, 0.0), "dots": (0.0, 1.0, 0.0), "stripes": (0.0, 0.0, 1.0)}
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    scale = size / 64
-    background = rng.uniform(40, 200, 3)
-    foreground = np.clip(rng.uniform(20, 160, 3) + 90 * np.asarray(tints[label]), 0, 255)
-    if label == "stripes":
-        angle = rng.uniform(0, np.pi)
-        period = rng.uniform(6, 12) * scale
-        along = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
-        mask = np.mod(along, period) < period / 2
-    elif label == "checks":
-        period = rng.uniform(8, 16) * scale
-        angle = rng.uniform(0, np.pi / 2)
-        u = xx * np.cos(angle) + yy * np.sin(angle)
-        v = -xx * np.sin(angle) + yy * np.cos(angle)
-        mask = (np.floor(u / period) + np.floor(v / period)) % 2 == 0
-    else:
-        mask = np.zeros((size, size), dtype=bool)
-        for _ in range(int(rng.integers(6, 14))):
-            cy, cx = rng.uniform(0, size, 2)
-            radius = rng.uniform(3, 7) * scale
-            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-    image = np.where(mask[..., None], foreground, background) + rng.normal(0, 10, (size, size, 3))
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return draw_texture(label, rng, size)
 
 
 def make_dataset(folder: Path, images: int, seed: int) -> Path:

@@ -37,6 +37,7 @@ __all__ = [
     "DEMO_IMAGE_SIZE",
     "DEMO_VERSION",
     "default_demo_dir",
+    "draw",
     "demo_dataset",
 ]
 
@@ -74,25 +75,26 @@ def _is_complete(folder: Path) -> bool:
 _TINTS = {"checks": (1.0, 0.0, 0.0), "dots": (0.0, 1.0, 0.0), "stripes": (0.0, 0.0, 1.0)}
 
 
-def _draw(label: str, rng: np.random.Generator) -> np.ndarray:
-    """Draws one image of class `label` as uint8 (size, size, 3).
+def draw(label: str, rng: np.random.Generator, size: int = DEMO_IMAGE_SIZE) -> np.ndarray:
+    """Draws one image of class `label` (one of `DEMO_CLASSES`) as uint8 (size, size, 3).
 
     Each class is a texture filling the image (checks, dots or stripes, at a random scale and
     angle) in random colours, with a weak class-dependent tint on the foreground: the tint alone
     gets a frozen random-init backbone part of the way (the head-only phase), and the texture is
-    what fine-tuning adds, so the demo shows both phases at work.
+    what fine-tuning adds, so the demo shows both phases at work. Scales follow `size`.
     """
-    n = DEMO_IMAGE_SIZE
+    n = size
+    scale = size / DEMO_IMAGE_SIZE
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64) + 0.5
     background = rng.uniform(40, 200, 3)
     foreground = np.clip(rng.uniform(20, 160, 3) + 90 * np.asarray(_TINTS[label]), 0, 255)
     if label == "stripes":
         angle = rng.uniform(0, np.pi)
-        period = rng.uniform(6, 12)
+        period = rng.uniform(6, 12) * scale
         along = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
         mask = np.mod(along, period) < period / 2
     elif label == "checks":
-        period = rng.uniform(8, 16)
+        period = rng.uniform(8, 16) * scale
         angle = rng.uniform(0, np.pi / 2)
         u = xx * np.cos(angle) + yy * np.sin(angle)
         v = -xx * np.sin(angle) + yy * np.cos(angle)
@@ -101,7 +103,7 @@ def _draw(label: str, rng: np.random.Generator) -> np.ndarray:
         mask = np.zeros((n, n), dtype=bool)
         for _ in range(int(rng.integers(6, 14))):
             cy, cx = rng.uniform(0, n, size=2)
-            radius = rng.uniform(3, 7)
+            radius = rng.uniform(3, 7) * scale
             mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
     image = np.where(mask[..., None], foreground, background) + rng.normal(0, 10, (n, n, 3))
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
@@ -116,7 +118,7 @@ def _build(folder: Path) -> None:
     # Classes interleaved so that every class sees the same stretch of the random stream.
     for i in range(DEMO_IMAGES_PER_CLASS):
         for label in DEMO_CLASSES:
-            pixels = _draw(label, rng)
+            pixels = draw(label, rng)
             data = tf.io.encode_jpeg(pixels, quality=_JPEG_QUALITY).numpy()
             (folder / label / f"{label}_{i:03d}.jpg").write_bytes(data)
     (folder / "README.txt").write_text(_README, encoding="utf-8")
