@@ -235,3 +235,19 @@ def test_several_backbones_make_backbone_a_hyperparameter(search_config):
     done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     assert len(done) == 3
     assert {t.hyperparameters.values["backbone"] for t in done} <= {"tiny", "mobilenetv3small"}
+
+
+def test_the_training_path_is_said_plainly(search_config):
+    import keras
+
+    from tuner.engine import describe_training, stochastic_layers
+
+    config = search_config()
+    bench = cli.prepare(config, load_space(family="tiny"))
+    (line,) = describe_training(bench)
+    assert line.startswith("cache on")
+    off = cli.prepare(config.replace(cache=False), load_space(family="tiny"))
+    assert describe_training(off) == ["cache off (--no-cache): every epoch runs the whole backbone"]
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dropout(0.2, name="drop")(inputs))
+    assert stochastic_layers(model) == ["drop"]

@@ -326,6 +326,8 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     bench = engine.Workbench(config, space, train=train, val=val, pixels=pixels, display=display)
     for name in config.backbones:
         validate_unfreeze(space, engine.count_blocks(bench, get_backbone(name)), name)
+    for line in engine.describe_training(bench):
+        display.message(line)
     return bench
 
 
