@@ -308,7 +308,7 @@ def test_sampled_values_stay_in_range_and_names_are_stable(kt):
     # KerasTuner's floor division would drop 0.5 from 0.0..0.5 step 0.1; Param.declare keeps it.
     assert dropouts == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
     blocks = {values["finetune/unfreeze_blocks"] for _, values in trials}
-    assert blocks == {0, 1, 2, 3, 4}
+    assert blocks == {1, 2, 3, 4}
     rates = [values["finetune/learning_rate"] for _, values in trials]
     assert all(1e-6 <= rate <= 1e-4 for rate in rates)
     # Log sampling puts about half the draws below the geometric mean, 1e-5.
