@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.test_engine import fixed_space
 from tuner import search as cli
@@ -115,3 +116,36 @@ def test_export_predicts_what_the_cached_path_predicts(search_config, tmp_path):
     exported = keras.saving.load_model(path, safe_mode=True)
     served = exported.predict(bench.pixels("val", 32), verbose=0)
     np.testing.assert_allclose(served, np.asarray(cached), rtol=1e-4, atol=1e-5)
+
+
+def test_a_rerun_decodes_nothing_until_a_file_changes(search_config, monkeypatch):
+    from tuner import data as data_module
+
+    config = search_config()
+    first = bench_for(config)
+    expected = np.array(first.pixels("train", 32))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data_module, "load_pixels", refuse)
+    again = bench_for(config)
+    np.testing.assert_array_equal(again.pixels("train", 32), expected)
+    assert again.train == first.train and again.val == first.val
+
+    path = Path(first.train.paths[0])
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="decoded again"):
+        bench_for(config)
+
+
+def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config):
+    from tests.conftest import make_folder
+    from tuner.errors import DataError
+
+    data = make_folder(tmp_path / "small", per_class=1)  # one image a class: too small to split
+    config = search_config(data=data, project_dir=tmp_path / "never")
+    with pytest.raises(DataError):
+        bench_for(config)
+    assert not (tmp_path / "never").exists()

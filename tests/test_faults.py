@@ -642,8 +642,9 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch):
         entry = cache.lookup(meta["name"], meta["key"])
         if entry is not None:
             assert entry.array.dtype == np.dtype(meta["dtype"]) and not np.all(entry.array == 7)
-            rebuilt.add(meta["name"].split("-")[2])
-    assert rebuilt == {"train", "val"}
+            rebuilt.add(meta["name"].split("-")[2] if "-cut" in meta["name"] else meta["name"])
+    # The activations, and the decoded pixels with their index (pickled above), were rebuilt.
+    assert rebuilt == {"train", "val", "pixels-32", "pixels-32-index"}
 
 
 def test_space_files_are_data_not_code(tmp_path, capsys, monkeypatch, image_folder):

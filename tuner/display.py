@@ -26,10 +26,10 @@ from rich.text import Text
 
 
 def format_value(value: Any) -> str:
-    """Hyperparameter values as a person reads them: 1e-04 for learning rates, 0.2 for dropout."""
+    """Hyperparameter values as a person reads them: 2.4e-03 for learning rates, 0.2 for dropout."""
     if isinstance(value, float):
         if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4):
-            return f"{value:.0e}"
+            return f"{value:.1e}"
         return f"{value:.3g}"
     return str(value)
 

@@ -146,6 +146,81 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+PIXELS_FORMAT = 1
+
+
+class PixelStore:
+    """Decoded, resized pixels of an image set, kept in the cache so that a rerun decodes nothing.
+
+    An entry is keyed like the activations: by every file's path, size and mtime, the class names
+    and the size. Its index (which files decoded, and why the others did not) is stored beside it,
+    as JSON bytes in a uint8 entry, and is written last: without it the pixels are not used.
+    The cache folder is only created by `save`, so a lookup never writes a file.
+    """
+
+    def __init__(self, root: Path, *, memory_budget: int) -> None:
+        self.root = root
+        self.memory_budget = memory_budget
+        self._cache: ArrayCache | None = None
+
+    def _open(self, create: bool) -> ArrayCache | None:
+        if self._cache is None and (create or self.root.is_dir()):
+            self._cache = ArrayCache(self.root, memory_budget=self.memory_budget)
+        return self._cache
+
+    @staticmethod
+    def key(images: ImageSet, size: int) -> dict[str, Any]:
+        from tuner.data import fingerprint_files
+
+        return {
+            "format": PIXELS_FORMAT,
+            "size": size,
+            "classes": list(images.class_names),
+            "files": [list(f) for f in fingerprint_files(images)],
+        }
+
+    def load(self, images: ImageSet, size: int) -> tuple[ImageSet, np.ndarray, list] | None:
+        """(kept images, uint8 pixels, skipped files) as `tuner.data.load_pixels` returns them,
+        or None when not cached."""
+        from tuner.data import Skipped
+
+        cache = self._open(create=False)
+        if cache is None:
+            return None
+        key = self.key(images, size)
+        index = cache.lookup(f"pixels-{size}-index", key)
+        pixels = cache.lookup(f"pixels-{size}", key) if index is not None else None
+        if index is None or pixels is None:
+            return None
+        info = json.loads(bytes(np.asarray(index.array)).decode())
+        keep = np.zeros(len(images), dtype=bool)
+        keep[info["kept"]] = True
+        skipped = [Skipped(path, reason) for path, reason in info["skipped"]]
+        return images.subset(keep), np.asarray(pixels.array), skipped
+
+    def save(self, images: ImageSet, size: int, result: tuple[ImageSet, np.ndarray, list]) -> None:
+        kept, pixels, skipped = result
+        cache = self._open(create=True)
+        assert cache is not None
+        key = self.key(images, size)
+        position = {path: i for i, path in enumerate(images.paths)}
+        info = {
+            "kept": [position[path] for path in kept.paths],
+            "skipped": [[item.path, item.reason] for item in skipped],
+        }
+        blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+        cache.get_or_build(
+            f"pixels-{size}", key, shape=pixels.shape, dtype="uint8", produce=lambda: iter([pixels])
+        )
+        cache.get_or_build(
+            f"pixels-{size}-index",
+            key,
+            shape=blob.shape,
+            dtype="uint8",
+            produce=lambda: iter([blob]),
+        )
+
+
 class Workbench:
     """The data and the frozen computations that every trial of one search shares.
 

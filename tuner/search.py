@@ -276,14 +276,32 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
 
     size = config.image_size or get_backbone(config.backbones[0]).default_size
     decoded: dict[tuple[tuple[str, ...], int], Any] = {}
+    store = (
+        engine.PixelStore(config.resolved_cache_dir, memory_budget=config.cache_memory)
+        if config.cache
+        else None
+    )
+    # Decoded before the data is validated are stored only once it is: a bad dataset leaves no
+    # files behind.
+    unsaved: list[tuple[Any, int]] = []
+    validated = False
 
     def decode(images, size: int):  # noqa: ANN001, ANN202
         key = (images.paths, size)
         if key not in decoded:
-            with display.build_progress(
-                f"decoding {len(images)} images at {size}px", len(images)
-            ) as update:
-                decoded[key] = data_module.load_pixels(images, size, progress=update)
+            found = store.load(images, size) if store is not None else None
+            if found is None:
+                with display.build_progress(
+                    f"decoding {len(images)} images at {size}px", len(images)
+                ) as update:
+                    found = data_module.load_pixels(images, size, progress=update)
+                if store is not None:
+                    unsaved.append((images, size))
+            decoded[key] = found
+        if store is not None and unsaved and validated:
+            for pending in unsaved:
+                store.save(*pending, decoded[(pending[0].paths, pending[1])])
+            unsaved.clear()
         return decoded[key]
 
     train_kept, _, bad = decode(train_all, size)
@@ -313,6 +331,8 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
         return array[[index[p] for p in images.paths]]
 
     config.project_dir.mkdir(parents=True, exist_ok=True)
+    validated = True
+    decode(train_all, size)  # the data passed every check: store what was decoded
     if skipped:
         data_module.write_skipped(skipped, config.project_dir / "skipped.txt")
         display.warning(
