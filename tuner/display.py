@@ -72,7 +72,7 @@ class SearchDisplay:
     ) -> None:
         if not self.verbose:
             return
-        count = f" ({number}/{total})" if number and total else ""
+        count = f" ({number}/{total})" if number and total else f" (#{number})" if number else ""
         self.console.rule(f"trial {trial_id}{count}", style="cyan")
         self.console.print(format_hp(values), highlight=False)
 

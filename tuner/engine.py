@@ -637,7 +637,9 @@ class TransferTuner(kt.Tuner):
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)
-        self.trial_number += 1
+        # Counted over the whole project, so a resumed search goes on from where it stopped.
+        trials = getattr(self.oracle, "trials", None)
+        self.trial_number = len(trials) if trials else self.trial_number + 1
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         # The oracle saves the trial and its own state first, so a search stopped here stays
@@ -672,7 +674,9 @@ class TransferTuner(kt.Tuner):
         }
         started = time.perf_counter()
         values = {k: v for k, v in trial.hyperparameters.values.items()}
-        bench.display.trial_begin(trial.trial_id, self.trial_number, config.max_trials, values)
+        # Hyperband sizes its brackets from the epoch budget, not from max_trials.
+        total = None if config.oracle == "hyperband" else config.max_trials
+        bench.display.trial_begin(trial.trial_id, self.trial_number, total, values)
         try:
             metrics = self._run(trial, summary)
         except TrialError as error:

@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     search = parser.add_argument_group("search")
     search.add_argument("--space", type=Path, help="a search-space TOML laid over the defaults")
     search.add_argument("--oracle", default="random", help=f"one of {', '.join(ORACLES)}")
-    search.add_argument("--max-trials", type=int, help="trials to run (default: 10)")
+    search.add_argument(
+        "--max-trials",
+        type=int,
+        help="trials to run (default: 10); hyperband sizes its brackets from the epochs instead",
+    )
     search.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
     search.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
     search.add_argument(
