@@ -467,7 +467,8 @@ class BackboneSession:
         if entry is None:
             if source_cut is not None:
                 self.features(which, source_cut)  # its own bar first, then this one
-            description = f"caching {which} @ {self.model.layers[cut].name}"
+            where = "pooled" if cut == self.last else f"@ {self.model.layers[cut].name}"
+            description = f"caching {which} {where}"
             with bench.display.build_progress(description, shape[0]) as update:
                 entry = bench.cache.get_or_build(
                     name,
