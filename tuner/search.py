@@ -15,10 +15,18 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
 from tuner.errors import ConfigError, TunerError
+
+if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
+    import numpy as np
+
+    from tuner.data import ImageSet, Skipped
+    from tuner.display import SearchDisplay
+    from tuner.engine import TransferTuner, Workbench
+    from tuner.spaces import Space
 
 DEMO_SETTINGS = {
     "backbones": ("tiny",),
@@ -221,7 +229,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     )
 
 
-def load_space(config: SearchConfig):
+def load_space(config: SearchConfig) -> Space:
     """The search space for the configured backbones, validated against their block counts later."""
     from tuner.backbones import get_backbone
     from tuner.spaces import load_space as load
@@ -257,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
+def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = None) -> Workbench:
     """Scan, decode and split the data, and set up the `Workbench` every trial shares.
 
     Everything the user can get wrong in the data is found before any file is written.
@@ -290,7 +298,7 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     unsaved: list[tuple[Any, int]] = []
     validated = False
 
-    def decode(images, size: int):  # noqa: ANN001, ANN202
+    def decode(images: ImageSet, size: int) -> tuple[ImageSet, np.ndarray, list[Skipped]]:
         key = (images.paths, size)
         if key not in decoded:
             found = store.load(images, size) if store is not None else None
@@ -325,7 +333,7 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     else:
         train, val = data_module.stratified_split(train_kept, config.val_split, config.seed)
 
-    def pixels(images, size: int):  # noqa: ANN001, ANN202
+    def pixels(images: ImageSet, size: int) -> np.ndarray:
         # Rows of the decoded array, in the order of `images` (a subset of a decoded set).
         source = (
             train_kept if val_kept is None or images.paths[0] in set(train_kept.paths) else val_kept
@@ -355,7 +363,7 @@ def prepare(config: SearchConfig, space, display=None):  # noqa: ANN001, ANN201
     return bench
 
 
-def search(bench, *, debug: bool = False):  # noqa: ANN001, ANN201
+def search(bench: Workbench, *, debug: bool = False) -> TransferTuner:
     """Run the search on a prepared `Workbench`; returns the `TransferTuner`.
 
     Args:
@@ -389,7 +397,7 @@ def search(bench, *, debug: bool = False):  # noqa: ANN001, ANN201
     return tuner
 
 
-def run(config: SearchConfig, space, *, debug: bool = False) -> int:  # noqa: ANN001
+def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
     """Load the data, search, print the leaderboard and export the best model.
 
     `space` is a `tuner.spaces.Space`; `debug` shows KerasTuner's traceback of each failed trial.
