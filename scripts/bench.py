@@ -273,9 +273,8 @@ def run_search(
 
 def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -> dict[str, Any]:
     """Runs the cached search, then the no-cache one from the same random init."""
-    from tuner.backbones import get_backbone
+    from tuner.backbones import file_sha256, get_backbone
     from tuner.config import SearchConfig
-    from tuner.engine import file_digest
     from tuner.spaces import load_space
 
     spec = get_backbone(settings["backbone"])
@@ -325,7 +324,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     nocache = run_search("no-cache", config("no-cache"), space, verbose)
     say(f"no-cache run done in {nocache.wall_s:.1f}s")
 
-    same_init = file_digest(Path(cached.init_file)) == file_digest(Path(nocache.init_file))
+    same_init = file_sha256(cached.init_file) == file_sha256(nocache.init_file)
     same_trials = [t["hyperparameters"] for t in cached.trials] == [
         t["hyperparameters"] for t in nocache.trials
     ]

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Backbone",
     "build_backbone",
+    "file_sha256",
     "get_backbone",
     "is_backbone",
     "keras_cache_dir",
@@ -182,11 +183,16 @@ def weights_origin(weights: str | None) -> str:
     path = os.path.expanduser(str(weights))
     if not os.path.isfile(path):
         raise ConfigError(_missing_weights_message(path))
+    return f"file:{file_sha256(path)[:12]}"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return f"file:{digest.hexdigest()[:12]}"
+    return digest.hexdigest()
 
 
 def _missing_weights_message(path: str) -> str:

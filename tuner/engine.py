@@ -35,12 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from tuner import cuts
-from tuner.backbones import Backbone, build_backbone, get_backbone, weights_origin
+from tuner.backbones import Backbone, build_backbone, file_sha256, get_backbone, weights_origin
 from tuner.cache import ArrayCache
 from tuner.config import SearchConfig
 from tuner.data import ImageSet
 from tuner.display import SearchDisplay
 from tuner.errors import TrialError, TunerError
+from tuner.leaderboard import failure_reason
 from tuner.model import (
     BACKBONE_NAME,
     HEAD_NAME,
@@ -136,14 +137,6 @@ class Weights:
     argument: str | None  # what build_backbone receives: "imagenet" or a file path
     origin: str  # for the leaderboard and metadata: "imagenet", "none" or "file:<sha>"
     key: str  # identifies the exact weights inside cache fingerprints
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 PIXELS_FORMAT = 1
@@ -290,10 +283,11 @@ class Workbench:
         elif choice == "none":
             path = self.config.project_dir / "init" / f"{backbone.name}-{size}.weights.h5"
             self._ensure_random_init(backbone, size, path)
-            resolved = Weights(str(path), "none", f"none:{file_digest(path)}")
+            resolved = Weights(str(path), "none", f"none:{file_sha256(path)[:16]}")
         else:
-            path = Path(choice)
-            resolved = Weights(str(path), weights_origin(str(path)), f"file:{file_digest(path)}")
+            # The origin names the file by its sha256, which is all the cache key needs too.
+            origin = weights_origin(choice)
+            resolved = Weights(choice, origin, origin)
         self._weights[key] = resolved
         return resolved
 
@@ -1092,15 +1086,7 @@ def last_failure(tuner: kt.Tuner, trial: kt.engine.trial.Trial | None = None) ->
     except (OSError, ValueError):
         summary = {}
     reason = summary.get("reason") if isinstance(summary, dict) else None
-    if isinstance(reason, str) and reason.strip():
-        return " ".join(reason.split())[:200]
-    lines = [ln.strip() for ln in (trial.message or "").splitlines() if ln.strip()]
-    if not lines:
-        return "unknown"
-    name, colon, text = lines[-1].partition(": ")
-    if colon and " " not in name:  # "package.module.SomeError: text" -> "SomeError: text"
-        return f"{name.rsplit('.', 1)[-1]}: {text}"[:200]
-    return lines[-1][:200]
+    return failure_reason(reason, trial.message, limit=200) or "unknown"
 
 
 def export_best(

@@ -230,7 +230,7 @@ def _make_row(
     summary, summary_error = _read_summary(trial_dir / _SUMMARY_FILE)
     phase1 = summary.get("phase1") if isinstance(summary.get("phase1"), dict) else {}
     phase2 = summary.get("phase2") if isinstance(summary.get("phase2"), dict) else {}
-    reason = _one_line(summary.get("reason")) or _last_line(state.get("message")) or summary_error
+    reason = failure_reason(summary.get("reason"), state.get("message")) or summary_error
     return Row(
         rank=None,
         trial_id=str(state.get("trial_id", trial_id)),
@@ -306,12 +306,12 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _one_line(text: Any) -> str | None:
+def _one_line(text: Any, limit: int = _REASON_LIMIT) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     line = " ".join(text.split())
-    if len(line) > _REASON_LIMIT:
-        line = line[: _REASON_LIMIT - 1].rstrip() + "…"
+    if len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
     return line
 
 
@@ -320,13 +320,19 @@ def _one_line(text: Any) -> str | None:
 _DOTTED_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*(?::|$).*)$")
 
 
-def _last_line(message: Any) -> str | None:
+def _last_line(message: Any, limit: int = _REASON_LIMIT) -> str | None:
     if not isinstance(message, str):
         return None
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if not lines:
         return None
-    return _one_line(_DOTTED_EXCEPTION.sub(r"\1", lines[-1]))
+    return _one_line(_DOTTED_EXCEPTION.sub(r"\1", lines[-1]), limit)
+
+
+def failure_reason(summary_reason: Any, message: Any, *, limit: int = _REASON_LIMIT) -> str | None:
+    """A failed trial's one-line reason: the engine's own (summary.json) first, else the last line
+    of KerasTuner's traceback (trial.json "message") without the exception's module path."""
+    return _one_line(summary_reason, limit) or _last_line(message, limit)
 
 
 def _trial_id_key(trial_id: str) -> tuple[int, int, str]:

@@ -310,11 +310,14 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
                 if store is not None:
                     unsaved.append((images, size))
             decoded[key] = found
-        if store is not None and unsaved and validated:
-            for pending in unsaved:
-                store.save(*pending, decoded[(pending[0].paths, pending[1])])
-            unsaved.clear()
+        if validated:
+            store_decoded()
         return decoded[key]
+
+    def store_decoded() -> None:
+        for images, size in unsaved:
+            store.save(images, size, decoded[(images.paths, size)])
+        unsaved.clear()
 
     train_kept, _, bad = decode(train_all, size)
     skipped = skipped + bad
@@ -343,8 +346,8 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
         return array[[index[p] for p in images.paths]]
 
     config.project_dir.mkdir(parents=True, exist_ok=True)
-    validated = True
-    decode(train_all, size)  # the data passed every check: store what was decoded
+    validated = True  # the data passed every check: store what was decoded
+    store_decoded()
     if skipped:
         data_module.write_skipped(skipped, config.project_dir / "skipped.txt")
         display.warning(
