@@ -58,6 +58,7 @@ class SearchConfig:
     augment_views: int = 4  # cached augmented views per image when augment is on
     shuffle: bool = True
     max_consecutive_failures: int = 3
+    time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # settings for tests and benchmarks
@@ -90,6 +91,12 @@ class SearchConfig:
                 self.image_size,
             ),
             (len(self.backbones) >= 1, "backbone", "needs at least one name", self.backbones),
+            (
+                self.time_budget is None or self.time_budget > 0,
+                "time_budget",
+                "must be > 0 (seconds)",
+                self.time_budget,
+            ),
         ]
         for ok, name, rule, value in checks:
             if not ok:
@@ -103,6 +110,11 @@ class SearchConfig:
             raise ConfigError(
                 f"Unknown oracle. Expected one of {', '.join(ORACLES)}. "
                 f"Received: oracle={self.oracle!r}"
+            )
+        if self.oracle == "hyperband" and self.epochs_finetune < 1:
+            raise ConfigError(
+                "`--epochs-finetune` must be >= 1 with --oracle hyperband: its brackets share out "
+                f"fine-tuning epochs. Received: epochs_finetune={self.epochs_finetune}"
             )
         if self.objective not in OBJECTIVES:
             raise ConfigError(

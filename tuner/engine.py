@@ -16,15 +16,16 @@ problem that every trial would hit, so it stops the search.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from tuner.leaderboard import failure_reason
 from tuner.model import (
     BACKBONE_NAME,
     HEAD_NAME,
+    FeatureStats,
     Pieces,
     augmentation_layers,
     build_classifier,
@@ -53,6 +55,7 @@ from tuner.model import (
     layer_weights,
 )
 from tuner.preprocessing import preprocessing_layers
+from tuner.probe import LinearHead, fit_linear_head
 from tuner.spaces import Space
 
 CHECKPOINT = "checkpoint.npz"
@@ -251,6 +254,9 @@ class Workbench:
         )
         self._sessions: dict[str, BackboneSession] = {}
         self._weights: dict[tuple[str, int], Weights] = {}
+        self._pooled: dict[tuple[str, str], np.ndarray] = {}  # the no-cache path's, in memory
+        self._stats: dict[str, FeatureStats] = {}
+        self._linear: dict[str, LinearHead] = {}
         self.overhead_seconds = 0.0  # time outside training: building, tracing, cache I/O
 
     def pixels(self, which: str, size: int) -> np.ndarray:
@@ -309,6 +315,66 @@ class Workbench:
 
     def build_backbone(self, backbone: Backbone) -> keras.Model:
         return build_backbone(backbone, self.image_size(backbone), self.weights(backbone).argument)
+
+    def pooled(self, name: str, which: str) -> np.ndarray:
+        """The frozen backbone's pooled output for every train or val image (un-augmented for
+        val; with `--augment`, the cached train entry holds its views).
+
+        On the cached path this is the cache entry phase 1 trains on. Without the cache it is
+        computed once per process, in memory, for the head's standardization and the linear head.
+        """
+        if self.config.cache:
+            session = self.session(name)
+            return session.features(which, session.last)
+        key = (name, which)
+        if key not in self._pooled:
+            start = time.perf_counter()
+            spec = get_backbone(name)
+            size = self.image_size(spec)
+            inputs = keras.Input((size, size, 3))
+            x = inputs
+            for layer in preprocessing_layers(spec.preprocessing):
+                x = layer(x)
+            model = keras.Model(inputs, self.build_backbone(spec)(x))
+            forward = tf.function(lambda xb: model(xb, training=False))
+            pixels = self.pixels(which, size)
+            batch = max(8, min(64, self.config.batch_size))
+            with self.display.build_progress(f"pooling {which} features", len(pixels)) as update:
+                parts = []
+                for begin in range(0, len(pixels), batch):
+                    parts.append(
+                        np.asarray(forward(pixels[begin : begin + batch].astype("float32")))
+                    )
+                    update(min(len(pixels), begin + batch))
+            self._pooled[key] = np.concatenate(parts)
+            self.overhead_seconds += time.perf_counter() - start
+        return self._pooled[key]
+
+    def feature_stats(self, name: str) -> FeatureStats:
+        """Per-channel statistics of the training set's pooled features, for the head's input."""
+        if name not in self._stats:
+            self._stats[name] = FeatureStats.of(self.pooled(name, "train"))
+        return self._stats[name]
+
+    def linear_head(self, name: str) -> LinearHead:
+        """The logistic-regression head on standardized pooled features (`head/units = 0`),
+        its regularization chosen on the validation set; fitted once per backbone and process."""
+        if name not in self._linear:
+            start = time.perf_counter()
+            stats = self.feature_stats(name)
+            train = self.pooled(name, "train")
+            views = len(train) // len(self.train)
+            labels = np.tile(np.asarray(self.train.labels), views)
+            self._linear[name] = fit_linear_head(
+                stats.standardize(train),
+                labels,
+                stats.standardize(self.pooled(name, "val")),
+                np.asarray(self.val.labels),
+                self.n_classes,
+                select_on="loss" if self.config.objective.endswith("loss") else "accuracy",
+            )
+            self.overhead_seconds += time.perf_counter() - start
+        return self._linear[name]
 
     def session(self, name: str) -> BackboneSession:
         if name not in self._sessions:
@@ -369,6 +435,24 @@ class BackboneSession:
             if self._pretrained[index]:
                 self.model.layers[index].set_weights(self._pretrained[index])
 
+    @contextlib.contextmanager
+    def pretrained(self) -> Iterator[None]:
+        """Run the shared model with its pretrained weights, whatever a trial has done to them.
+
+        Derived cache entries run layers above the deepest cut, which earlier trials fine-tuned
+        in place; the entries (whose key says "pretrained") must never see those weights. The
+        trial's own weights are put back afterwards.
+        """
+        layers = self.model.layers[self._deepest + 1 :]
+        current = layer_weights(layers)
+        self.restore_pretrained(self._deepest)
+        try:
+            yield
+        finally:
+            for layer, weights in zip(layers, current, strict=True):
+                if weights:
+                    layer.set_weights(weights)
+
     def source_of(self, cut: int) -> int | None:
         """The cut whose cached activations `cut`'s are derived from; None: from pixels.
 
@@ -402,8 +486,18 @@ class BackboneSession:
             "source": self.source_of(cut),
             "layers": len(self.model.layers),
             "dtype": config.cache_dtype,
-            "augment": {"views": config.augment_views, "seed": config.seed} if augment else None,
+            # The augmented views depend on the seed and on the batches they were drawn in.
+            "augment": {
+                "views": config.augment_views,
+                "seed": config.seed,
+                "batch": build_batch(config.batch_size),
+            }
+            if augment
+            else None,
+            # A random init is drawn from the seed (its file's hash is in "weights" too).
+            "seed": config.seed if config.weights == "none" else None,
             "keras": keras.__version__,
+            "tensorflow": tf.__version__,
             "files": [list(f) for f in fingerprint_files(images)],
         }
 
@@ -428,9 +522,9 @@ class BackboneSession:
         )
         name = f"{self.spec.name}-{self.size}-{which}-cut{cut}"
         cache_key = self.cache_key(which, cut)
-        batch = max(8, min(64, config.batch_size))
+        batch = build_batch(config.batch_size)
 
-        def produce():
+        def forward_batches():
             if source_cut is not None:
                 source = self.features(which, source_cut)
                 model = self._between(source_cut, cut)
@@ -463,13 +557,19 @@ class BackboneSession:
                 self.features(which, source_cut)  # its own bar first, then this one
             where = "pooled" if cut == self.last else f"@ {self.model.layers[cut].name}"
             description = f"caching {which} {where}"
-            with bench.display.build_progress(description, shape[0]) as update:
+            with self.pretrained(), bench.display.build_progress(description, shape[0]) as update:
+                batches = forward_batches()
+                first = next(batches)
+                # float16 cannot hold every backbone's activations: a random init's are far below
+                # its smallest normal number. The first batch decides; the key names the request.
+                dtype = storage_dtype(first, config.cache_dtype)
+                where_text = f"{self.spec.name} {which} {where}"
                 entry = bench.cache.get_or_build(
                     name,
                     cache_key,
                     shape=shape,
-                    dtype=config.cache_dtype,
-                    produce=produce,
+                    dtype=dtype,
+                    produce=lambda: checked(itertools.chain([first], batches), where_text),
                     progress=update,
                 )
         bench.overhead_seconds += time.perf_counter() - start
@@ -487,6 +587,61 @@ class BackboneSession:
                 if augmenter is not None:
                     xb = np.asarray(augmenter(xb, training=True))
                 yield xb
+
+
+def build_batch(batch_size: int) -> int:
+    """The batch size cache builds run at (it is part of an augmented entry's key)."""
+    return max(8, min(64, batch_size))
+
+
+# float16's smallest normal number: below it values lose precision, then flush to zero.
+_FLOAT16_TINY = float(np.finfo(np.float16).tiny)
+# Headroom below float16's largest value, so later batches a little larger than the first fit.
+_FLOAT16_LARGEST = float(np.finfo(np.float16).max) / 16
+
+
+def storage_dtype(sample: np.ndarray, requested: str) -> str:
+    """`requested`, or float32 where float16 cannot hold the values of `sample`.
+
+    float16 is kept when the largest magnitude fits with headroom and at most 1 % of the non-zero
+    values fall below its smallest normal number (ReLU outputs are exactly zero often; those are
+    held exactly). Random-init backbones give pooled features about 1e-5 (Xception) to 1e-12
+    (MobileNetV2) in size, which float16 would round coarsely or flush to zero.
+    """
+    if requested != "float16":
+        return requested
+    magnitudes = np.abs(np.asarray(sample, dtype="float32")).ravel()
+    nonzero = magnitudes[magnitudes > 0]
+    if nonzero.size == 0 or not np.all(np.isfinite(nonzero)):
+        return "float32"  # `checked` decides whether such an entry may be published at all
+    if float(nonzero.max()) > _FLOAT16_LARGEST:
+        return "float32"
+    if float(np.quantile(nonzero, 0.01)) < _FLOAT16_TINY:
+        return "float32"
+    return "float16"
+
+
+def checked(batches: Iterable[np.ndarray], where: str) -> Iterator[np.ndarray]:
+    """Pass `batches` on, refusing NaN, inf, and an entry that is all zeros.
+
+    Raising inside `produce()` makes the cache drop the entry unpublished, so such an entry can
+    never be read back. Every trial would see the same values, so the search stops (TunerError).
+    """
+    nonzero = False
+    for batch in batches:
+        if not np.all(np.isfinite(batch)):
+            raise TunerError(
+                f"The frozen backbone's output ({where}) holds NaN or inf, so nothing was cached. "
+                "Check the weights (--weights) and the input size (--image-size)."
+            )
+        nonzero = nonzero or bool(np.any(batch))
+        yield batch
+    if not nonzero:
+        raise TunerError(
+            f"The frozen backbone's output ({where}) is zero for every image, so nothing was "
+            "cached: there is nothing to learn from. Check the weights (--weights) and the input "
+            "size (--image-size)."
+        )
 
 
 class TransferHyperModel(kt.HyperModel):
@@ -509,12 +664,23 @@ class TransferHyperModel(kt.HyperModel):
     def backbone_of(self, hp: kt.HyperParameters) -> str:
         return hp.values.get("backbone", self.bench.config.backbones[0])
 
-    def build(self, hp: kt.HyperParameters, seed: int | None = None) -> keras.Model:
+    def build(
+        self, hp: kt.HyperParameters, seed: int | None = None, *, augment: bool | None = None
+    ) -> keras.Model:
         """The full classifier for `hp`: pretrained backbone, untrained head (initialised from
-        `seed`), compiled for phase 1."""
+        `seed`, standardizing with the training set's feature statistics), compiled for phase 1.
+
+        Args:
+            hp: the trial's hyperparameters.
+            seed: the head's initialisation seed. Defaults to `--seed`.
+            augment: put the augmentation layers in front (they act only in training). Defaults
+                to `--augment`; models that are served or evaluated are built without them,
+                since a direct call `model(x)` would run them.
+        """
         self.declare_hyperparameters(hp)
         bench = self.bench
-        spec = get_backbone(self.backbone_of(hp))
+        name = self.backbone_of(hp)
+        spec = get_backbone(name)
         backbone = bench.build_backbone(spec)
         backbone.trainable = False
         head = build_head(
@@ -523,13 +689,15 @@ class TransferHyperModel(kt.HyperModel):
             dropout=hp.get("head/dropout"),
             n_classes=bench.n_classes,
             seed=bench.config.seed if seed is None else seed,
+            stats=bench.feature_stats(name),
         )
+        augment = bench.config.augment if augment is None else augment
         model = build_classifier(
             backbone,
             head,
             image_size=bench.image_size(spec),
             preprocessing=spec.preprocessing,
-            augment_seed=bench.config.seed if bench.config.augment else None,
+            augment_seed=bench.config.seed if augment else None,
         )
         compile_model(model, hp.get("head/learning_rate"), bench.n_classes)
         return model
@@ -598,6 +766,10 @@ class _Recorder(keras.callbacks.Callback):
             self.best_pieces = self.capture()
 
 
+class _OutOfTime(Exception):
+    """Raised between trials when `--time-budget` is spent; ends the search loop."""
+
+
 class TransferTuner(kt.Tuner):
     """A KerasTuner `Tuner` whose trials run both transfer-learning phases.
 
@@ -607,8 +779,17 @@ class TransferTuner(kt.Tuner):
     predecessor's checkpoint.
     """
 
-    def __init__(self, oracle: kt.Oracle, bench: Workbench, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        oracle: kt.Oracle,
+        bench: Workbench,
+        *,
+        deadline: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.bench = bench
+        self.deadline = deadline  # time.monotonic() after which no trial starts; None: no limit
+        self.out_of_time = False
         self.trial_number = 0
         self.consecutive_failures = 0
         super().__init__(
@@ -626,6 +807,22 @@ class TransferTuner(kt.Tuner):
         hp = self.oracle.get_space()
         self.hypermodel.declare_hyperparameters(hp)
         self.oracle.update_space(hp)
+
+    def pre_create_trial(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise _OutOfTime
+
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        """KerasTuner's search, stopped before a new trial once the time budget is spent.
+
+        The check runs before the oracle creates a trial, so no trial is left RUNNING and a rerun
+        resumes the search where it stopped.
+        """
+        try:
+            super().search(*args, **kwargs)
+        except _OutOfTime:
+            self.out_of_time = True
+            self.on_search_end()
 
     def checkpoint_path(self, trial_id: str) -> Path:
         return Path(self.get_trial_dir(trial_id)) / CHECKPOINT
@@ -717,15 +914,19 @@ class TransferTuner(kt.Tuner):
         summary["backbone"] = name
         k = int(hp.get("finetune/unfreeze_blocks"))
         head_epochs = config.epochs_head
-        full_budget = config.total_epochs if k > 0 and config.epochs_finetune > 0 else head_epochs
-        target = int(hp.values.get("tuner/epochs", full_budget))
-        initial = int(hp.values.get("tuner/initial_epoch", 0))
+        finetune_epochs = config.epochs_finetune if k > 0 else 0
+        # Hyperband shares out fine-tuning epochs (`tuner/epochs` counts phase-2 epochs, see
+        # make_oracle): phase 1 runs whole in a trial's first round, so survivors are chosen on
+        # fine-tuned scores. Epochs are numbered on across phases: phase 2 starts at head_epochs.
+        budget = int(hp.values.get("tuner/epochs", finetune_epochs))
+        done = int(hp.values.get("tuner/initial_epoch", 0))
         predecessor = hp.values.get("tuner/trial_id")
+        target = head_epochs + min(budget, finetune_epochs)
         seed = trial_seed(config.seed, trial.trial_id)
         keras.utils.set_random_seed(seed)
 
         if config.cache:
-            plan = _CachedPlan(self, hp, name, k, seed)
+            plan: _Plan = _CachedPlan(self, hp, name, k, seed)
         else:
             plan = _FullPlan(self, hp, name, k, seed)
         if predecessor:
@@ -733,20 +934,20 @@ class TransferTuner(kt.Tuner):
 
         def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
             last = head_epochs if recorder.phase == 1 else target
-            bench.display.epoch(recorder.phase, epoch + 1, min(last, target), logs, seconds)
+            bench.display.epoch(recorder.phase, epoch + 1, last, logs, seconds)
 
         recorder = _Recorder(config.objective, config.direction, plan.capture, on_epoch)
         phase1 = PhaseResult()
         phase2: PhaseResult | None = None
-        if initial < head_epochs:
+        if not predecessor:
             recorder.phase = 1
-            phase1 = plan.fit(1, initial, min(target, head_epochs), recorder, seed)
+            phase1 = plan.fit(1, 0, head_epochs, recorder, seed)
             if recorder.best_pieces is not None:
                 # Fine-tuning starts from the best head, not the last one.
                 plan.restore(recorder.best_pieces)
-        if k > 0 and target > head_epochs and config.epochs_finetune > 0:
+        if target > head_epochs + done:
             recorder.phase = 2
-            phase2 = plan.fit(2, max(initial, head_epochs), target, recorder, seed)
+            phase2 = plan.fit(2, head_epochs + done, target, recorder, seed)
         if recorder.best_logs is None:
             # A Hyperband continuation with nothing left to train: score what it inherited.
             recorder.best_logs = plan.evaluate()
@@ -772,8 +973,9 @@ class TransferTuner(kt.Tuner):
         return dict(recorder.best_logs)
 
     def load_model(self, trial: kt.engine.trial.Trial) -> keras.Model:
-        """The trial's full model: rebuilt, then its trained pieces loaded from the checkpoint."""
-        model = self.hypermodel.build(trial.hyperparameters)
+        """The trial's full model, without augmentation layers: rebuilt, then its trained pieces
+        loaded from the checkpoint."""
+        model = self.hypermodel.build(trial.hyperparameters, augment=False)
         pieces = Pieces.load(self.checkpoint_path(trial.trial_id))
         pieces.apply(model.get_layer(HEAD_NAME), model.get_layer(BACKBONE_NAME))
         return model
@@ -799,43 +1001,45 @@ def first_line(error: BaseException) -> str:
 
 
 class _Plan:
-    """How one trial trains: on cached activations, or on the full model."""
+    """How one trial trains: on cached activations, or on the full model.
+
+    A subclass says which model each phase trains and on which data (`_phase`); fitting, the
+    linear head and evaluation are shared.
+    """
+
+    head: keras.Model  # set by each subclass
 
     def __init__(self, tuner: TransferTuner, hp: kt.HyperParameters, backbone: str, k: int):
-        self.tuner = tuner
         self.bench = tuner.bench
         self.config = tuner.bench.config
         self.hp = hp
         self.k = k
         self.backbone_name = backbone
+        self.units = int(hp.get("head/units"))
 
-    def _callbacks(self, recorder: _Recorder) -> list[keras.callbacks.Callback]:
-        callbacks: list[keras.callbacks.Callback] = [recorder]
-        if self.config.patience:
-            # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
-            callbacks.insert(
-                0,
-                copy.deepcopy(
-                    keras.callbacks.EarlyStopping(
-                        monitor=self.config.objective,
-                        mode=self.config.direction,
-                        patience=self.config.patience,
-                    )
-                ),
-            )
-        return callbacks
+    def _new_head(self, n_features: int, seed: int) -> keras.Model:
+        return build_head(
+            n_features,
+            units=self.units,
+            dropout=self.hp.get("head/dropout"),
+            n_classes=self.bench.n_classes,
+            seed=seed,
+            stats=self.bench.feature_stats(self.backbone_name),
+        )
 
-    def _fit(
-        self,
-        model: keras.Model,
-        train: tf.data.Dataset,
-        val: tf.data.Dataset,
-        initial: int,
-        epochs: int,
-        recorder: _Recorder,
+    def _phase(self, phase: int, seed: int) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+        """The compiled model that `phase` trains, and its train and val batches."""
+        raise NotImplementedError
+
+    def fit(
+        self, phase: int, initial: int, epochs: int, recorder: _Recorder, seed: int
     ) -> PhaseResult:
+        """Train `phase` from epoch `initial` up to `epochs` (absolute epoch numbers)."""
         if epochs <= initial:
             return PhaseResult()
+        model, train, val = self._phase(phase, seed)
+        if phase == 1 and self.units == 0:
+            return self._fit_linear(model, train, val, epochs - 1, recorder)
         start = time.perf_counter()
         history = model.fit(
             train,
@@ -847,6 +1051,48 @@ class _Plan:
             verbose=0 if self.config.verbose < 2 else 2,
         )
         return PhaseResult(epochs=len(history.epoch), seconds=time.perf_counter() - start)
+
+    def _fit_linear(
+        self,
+        model: keras.Model,
+        train: tf.data.Dataset,
+        val: tf.data.Dataset,
+        epoch: int,
+        recorder: _Recorder,
+    ) -> PhaseResult:
+        """Phase 1 of a linear head (`head/units = 0`): set it to the logistic regression fitted
+        on the standardized features (LP-FT's first step), then score it as one epoch."""
+        start = time.perf_counter()
+        recorder.on_epoch_begin(epoch)
+        linear = self.bench.linear_head(self.backbone_name)
+        self.head.get_layer("head_output").set_weights([linear.kernel, linear.bias])
+        logs = model.evaluate(train, verbose=0, return_dict=True)
+        logs.update(
+            {f"val_{k}": v for k, v in model.evaluate(val, verbose=0, return_dict=True).items()}
+        )
+        recorder.on_epoch_end(epoch, logs)
+        return PhaseResult(epochs=1, seconds=time.perf_counter() - start)
+
+    def evaluate(self) -> dict[str, float]:
+        """Score the model as it stands on the validation set (a Hyperband continuation that
+        has nothing left to train)."""
+        model, _, val = self._phase(0, 0)
+        logs = model.evaluate(val, verbose=0, return_dict=True)
+        return {f"val_{k}": float(v) for k, v in logs.items()}
+
+    def _callbacks(self, recorder: _Recorder) -> list[keras.callbacks.Callback]:
+        callbacks: list[keras.callbacks.Callback] = [recorder]
+        if self.config.patience:
+            # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
+            callbacks.insert(
+                0,
+                keras.callbacks.EarlyStopping(
+                    monitor=self.config.objective,
+                    mode=self.config.direction,
+                    patience=self.config.patience,
+                ),
+            )
+        return callbacks
 
     def _dataset(self, x: np.ndarray, which: str, seed: int, phase: int, views: int = 1):
         y = self.bench.labels(which)
@@ -870,13 +1116,7 @@ class _CachedPlan(_Plan):
         super().__init__(tuner, hp, backbone, k)
         self.session = self.bench.session(backbone)
         self.cut = self.session.cut(k) if k > 0 else None
-        self.head = build_head(
-            self.session.n_features,
-            units=hp.get("head/units"),
-            dropout=hp.get("head/dropout"),
-            n_classes=self.bench.n_classes,
-            seed=seed,
-        )
+        self.head = self._new_head(self.session.n_features, seed)
         self._model2: keras.Model | None = None
         if self.cut is not None:
             self.session.restore_pretrained(self.cut)
@@ -890,41 +1130,42 @@ class _CachedPlan(_Plan):
         pieces.apply(self.head, self.session.model)
 
     def load(self, pieces: Pieces) -> None:
+        """Continue from a predecessor's checkpoint (Hyperband): it trained the same cut."""
         self.restore(pieces)
+        if pieces.cut is not None:
+            self._model2 = self._finetune_model()
 
     def _views(self) -> int:
         return self.config.augment_views if self.config.augment else 1
 
-    def fit(
-        self, phase: int, initial: int, epochs: int, recorder: _Recorder, seed: int
-    ) -> PhaseResult:
+    def _finetune_model(self) -> keras.Model:
+        assert self.cut is not None
+        top = self.session.split(self.cut)[1]
+        inputs = keras.Input(tuple(int(d) for d in top.input.shape[1:]), name="activations")
+        return keras.Model(inputs, self.head(top(inputs)), name="finetune")
+
+    def _phase(self, phase: int, seed: int):
         session = self.session
-        if phase == 1:
-            model = self.head
-            compile_model(model, self.hp.get("head/learning_rate"), self.bench.n_classes)
-            cut = session.last
+        n_classes = self.bench.n_classes
+        if phase == 1 or (phase == 0 and self._model2 is None):
+            model, cut = self.head, session.last
+            if phase == 1 or not model.compiled:
+                compile_model(model, self.hp.get("head/learning_rate"), n_classes)
         else:
             assert self.cut is not None
             cut = self.cut
-            top = session.split(cut)[1]
-            cuts.freeze_for_finetune(session.model, cut)
-            inputs = keras.Input(tuple(int(d) for d in top.input.shape[1:]), name="activations")
-            model = keras.Model(inputs, self.head(top(inputs)), name="finetune")
-            self._model2 = model
-            compile_model(model, self.hp.get("finetune/learning_rate"), self.bench.n_classes)
-        train = self._dataset(session.features("train", cut), "train", seed, phase, self._views())
+            if self._model2 is None:
+                self._model2 = self._finetune_model()
+            model = self._model2
+            if phase == 2:
+                cuts.freeze_for_finetune(session.model, cut)
+                compile_model(model, self.hp.get("finetune/learning_rate"), n_classes)
+            elif not model.compiled:
+                compile_model(model, self.hp.get("finetune/learning_rate"), n_classes)
+        views = self._views() if phase else 1
+        train = self._dataset(session.features("train", cut), "train", seed, phase, views)
         val = self._dataset(session.features("val", cut), "val", seed, phase)
-        return self._fit(model, train, val, initial, epochs, recorder)
-
-    def evaluate(self) -> dict[str, float]:
-        session = self.session
-        cut = session.last if self._model2 is None else self.cut
-        model = self.head if self._model2 is None else self._model2
-        if not model.compiled:
-            compile_model(model, self.hp.get("head/learning_rate"), self.bench.n_classes)
-        val = self._dataset(session.features("val", cut), "val", 0, 1)
-        logs = model.evaluate(val, verbose=0, return_dict=True)
-        return {f"val_{k}": float(v) for k, v in logs.items()}
+        return model, train, val
 
 
 class _FullPlan(_Plan):
@@ -951,32 +1192,66 @@ class _FullPlan(_Plan):
         pieces.apply(self.head, self.backbone)
 
     def load(self, pieces: Pieces) -> None:
+        """Continue from a predecessor's checkpoint (Hyperband)."""
         self.restore(pieces)
+        self.cut = pieces.cut
 
-    def fit(
-        self, phase: int, initial: int, epochs: int, recorder: _Recorder, seed: int
-    ) -> PhaseResult:
+    def _phase(self, phase: int, seed: int):
+        n_classes = self.bench.n_classes
         if phase == 1:
             self.backbone.trainable = False
-            compile_model(self.model, self.hp.get("head/learning_rate"), self.bench.n_classes)
-        else:
+            compile_model(self.model, self.hp.get("head/learning_rate"), n_classes)
+        elif phase == 2:
             self.cut = cuts.unfreeze_cut(self.backbone, self.pattern, self.k)
             cuts.freeze_for_finetune(self.backbone, self.cut)
-            compile_model(self.model, self.hp.get("finetune/learning_rate"), self.bench.n_classes)
-        train = self._dataset(self.bench.pixels("train", self.size), "train", seed, phase)
-        val = self._dataset(self.bench.pixels("val", self.size), "val", seed, phase)
-        return self._fit(self.model, train, val, initial, epochs, recorder)
+            compile_model(self.model, self.hp.get("finetune/learning_rate"), n_classes)
+        elif not self.model.compiled:
+            compile_model(self.model, self.hp.get("head/learning_rate"), n_classes)
+        train = self._dataset(self.bench.pixels("train", self.size), "train", seed, max(phase, 1))
+        val = self._dataset(self.bench.pixels("val", self.size), "val", seed, max(phase, 1))
+        return self.model, train, val
 
-    def evaluate(self) -> dict[str, float]:
-        if not self.model.compiled:
-            compile_model(self.model, self.hp.get("head/learning_rate"), self.bench.n_classes)
-        val = self._dataset(self.bench.pixels("val", self.size), "val", 0, 1)
-        logs = self.model.evaluate(val, verbose=0, return_dict=True)
-        return {f"val_{k}": float(v) for k, v in logs.items()}
+
+class _DefaultsFirst:
+    """Makes an oracle's first candidate the space's defaults, then samples as usual.
+
+    The defaults are a known-good configuration (the bundled spaces default to the linear head,
+    fitted as a logistic regression, then fine-tuned: LP-FT), so every search measures it, whatever
+    the oracle draws after it. KerasTuner 1.4.8's random, Bayesian and Hyperband oracles all draw
+    new candidates through `Oracle._random_values`, and skip values already tried, so overriding it
+    is enough and the defaults are tried once, also across a resume.
+    """
+
+    def _random_values(self) -> dict[str, Any] | None:
+        hps = kt.HyperParameters()
+        for hp in self.hyperparameters.space:  # type: ignore[attr-defined]
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.default
+        if not self._duplicate(hps.values):  # type: ignore[attr-defined]
+            return hps.values
+        return super()._random_values()  # type: ignore[misc]
+
+
+class _RandomSearchOracle(_DefaultsFirst, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class _BayesianOptimizationOracle(_DefaultsFirst, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class _HyperbandOracle(_DefaultsFirst, kt.oracles.HyperbandOracle):
+    pass
 
 
 def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
-    """The KerasTuner oracle named by `--oracle`."""
+    """The KerasTuner oracle named by `--oracle`; its first trial is the space's defaults.
+
+    Hyperband's budget is phase-2 epochs (`max_epochs = --epochs-finetune`): every trial runs its
+    whole phase 1 in its first round, and brackets share out fine-tuning, so survivors are chosen
+    on fine-tuned scores.
+    """
     objective = kt.Objective(config.objective, direction=config.direction)
     common: dict[str, Any] = {
         "objective": objective,
@@ -986,11 +1261,11 @@ def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
         "max_consecutive_failed_trials": None,
     }
     if config.oracle == "random":
-        return kt.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
+        return _RandomSearchOracle(max_trials=config.max_trials, **common)
     if config.oracle == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=config.max_trials, **common)
-    return kt.oracles.HyperbandOracle(
-        max_epochs=config.total_epochs, factor=3, hyperband_iterations=1, **common
+        return _BayesianOptimizationOracle(max_trials=config.max_trials, **common)
+    return _HyperbandOracle(
+        max_epochs=config.epochs_finetune, factor=3, hyperband_iterations=1, **common
     )
 
 
@@ -1001,14 +1276,18 @@ def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
 
 
 def dump_run(config: SearchConfig, bench: Workbench) -> dict[str, Any]:
-    """What `run.json` holds: the settings the leaderboard and export report."""
-    weights = sorted({bench.weights(get_backbone(b)).origin for b in config.backbones})
+    """What `run.json` holds: the settings the leaderboard and export report, and those a resume
+    must match (`RESUME_SETTINGS`)."""
+    specs = [get_backbone(b) for b in config.backbones]
+    weights = sorted({bench.weights(spec).origin for spec in specs})
+    sizes = {spec.name: bench.image_size(spec) for spec in specs}
     return {
         "objective": config.objective,
         "direction": config.direction,
         "backbones": list(config.backbones),
         "weights": weights[0] if len(weights) == 1 else weights,
-        "image_size": config.image_size,
+        "image_size": next(iter(sizes.values())) if len(set(sizes.values())) == 1 else None,
+        "image_sizes": sizes,
         "augment": config.augment,
         "augment_views": config.augment_views if config.augment else 0,
         "oracle": config.oracle,
@@ -1018,7 +1297,71 @@ def dump_run(config: SearchConfig, bench: Workbench) -> dict[str, Any]:
         "max_trials": config.max_trials,
         "epochs_head": config.epochs_head,
         "epochs_finetune": config.epochs_finetune,
+        "patience": config.patience,
+        "batch_size": config.batch_size,
+        "space": space_settings(bench.space),
     }
+
+
+# The settings that make trials comparable, each with the flag that sets it. A resume must match
+# them all; max_trials, the time budget, the cache and the seed may change between runs.
+RESUME_SETTINGS: dict[str, str] = {
+    "backbones": "--backbone",
+    "weights": "--weights",
+    "image_sizes": "--image-size",
+    "class_names": "--data",
+    "objective": "--objective",
+    "oracle": "--oracle",
+    "epochs_head": "--epochs-head",
+    "epochs_finetune": "--epochs-finetune",
+    "patience": "--patience",
+    "batch_size": "--batch-size",
+    "augment": "--augment",
+    "augment_views": "--augment-views",
+    "space": "--space",
+}
+
+
+def space_settings(space: Space) -> dict[str, dict[str, Any]]:
+    """The search space as plain data, without the files it was read from."""
+    return {
+        param.name: {
+            "kind": param.kind,
+            "values": list(param.values) if param.values is not None else None,
+            "min": param.min,
+            "max": param.max,
+            "step": param.step,
+            "sampling": param.sampling,
+            "default": param.default,
+        }
+        for param in space.params
+    }
+
+
+def changed_settings(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The `RESUME_SETTINGS` in which `current` differs from a project's `previous` run.json, as
+    "FLAG NEW (this project: OLD)" phrases. A setting an older run.json lacks is not compared."""
+    changes = []
+    for key, flag in RESUME_SETTINGS.items():
+        if key not in previous or previous[key] == current.get(key):
+            continue
+        if key == "space":
+            old, new = previous[key] or {}, current[key] or {}
+            names = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+            changes.append(f"{flag} (differs in {', '.join(names)})")
+        else:
+            changes.append(
+                f"{flag} {_setting(current.get(key))} (this project: {_setting(previous[key])})"
+            )
+    return changes
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def hp_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,36 +24,129 @@ HEAD_NAME = "head"
 BACKBONE_NAME = "backbone"
 
 
-def build_head(
-    n_features: int, *, units: int, dropout: float, n_classes: int, seed: int = 0
-) -> keras.Model:
-    """The classifier head: dropout, Dense(units, relu), then the output layer.
+# The standardizing layer divides by sqrt(variance + epsilon). Channel variances are floored
+# (FeatureStats) well above zero, so epsilon only has to keep the division defined; a usual 1e-3
+# would swamp the variances of a random-init backbone, whose pooled features measure about 1e-5
+# (Xception at 96 px) to 1e-12 (MobileNetV2 at 48 px): see docs/design.md, "Feature scale".
+STANDARDIZE_EPSILON = 1e-37
+# Channels whose variance is below this fraction of the largest are treated as constant: without a
+# floor, a dead ReLU channel (variance 0) or a near-dead one would be blown up to unit variance.
+VARIANCE_FLOOR = 1e-6
 
-    Two classes give one sigmoid unit (binary cross-entropy); more give a softmax. Its initial
-    weights and dropout masks come from `seed` alone, not from the global random state, so the
-    cached and the full-model path start a trial from the same head.
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Per-channel mean and (floored) variance of a backbone's pooled features on the training set.
+
+    The head standardizes its input with these, so it sees features of unit scale whatever the
+    backbone, its weights or its input size (random-init pooled features can be 1e-12 in size,
+    pretrained ones O(1)).
     """
+
+    mean: np.ndarray  # float32, one value per channel
+    variance: np.ndarray  # float32, one value per channel, floored at VARIANCE_FLOOR * max
+
+    @classmethod
+    def of(cls, features: np.ndarray, *, chunk: int = 4096) -> FeatureStats:
+        """Computes the statistics of `features` (rows x channels; may be a memory map) in float64.
+
+        Raises:
+            TunerError: the features are constant (every channel's variance is zero) or not
+                finite, so no classifier can learn from them.
+        """
+        from tuner.errors import TunerError
+
+        n = len(features)
+        total = np.zeros(features.shape[-1], dtype="float64")
+        for start in range(0, n, chunk):
+            total += np.asarray(features[start : start + chunk], dtype="float64").sum(axis=0)
+        mean = total / max(n, 1)
+        squares = np.zeros_like(total)
+        for start in range(0, n, chunk):
+            centred = np.asarray(features[start : start + chunk], dtype="float64") - mean
+            squares += (centred * centred).sum(axis=0)
+        variance = squares / max(n, 1)
+        largest = float(variance.max()) if variance.size else 0.0
+        if not np.all(np.isfinite(variance)) or not np.all(np.isfinite(mean)):
+            raise TunerError(
+                "The frozen backbone's pooled features hold NaN or inf, so no head can learn from "
+                "them. Check the weights (--weights) and the input size (--image-size)."
+            )
+        # float32 must hold the floor without underflow: below ~1e-30 nothing is left to scale.
+        if largest < 1e-30:
+            raise TunerError(
+                "The frozen backbone's pooled features are the same for every training image "
+                f"(largest per-channel variance {largest:.3g}), so no head can learn from them. "
+                "Check the weights (--weights) and the input size (--image-size)."
+            )
+        variance = np.maximum(variance, VARIANCE_FLOOR * largest)
+        return cls(mean.astype("float32"), variance.astype("float32"))
+
+    @classmethod
+    def identity(cls, channels: int) -> FeatureStats:
+        """Mean 0, variance 1: a placeholder for a head whose weights are loaded afterwards."""
+        return cls(np.zeros(channels, "float32"), np.ones(channels, "float32"))
+
+    def standardize(self, features: np.ndarray) -> np.ndarray:
+        """What the head's first layer computes, in NumPy (float32)."""
+        scale = 1.0 / np.sqrt(self.variance.astype("float64") + STANDARDIZE_EPSILON)
+        return ((np.asarray(features, "float64") - self.mean) * scale).astype("float32")
+
+
+def build_head(
+    n_features: int,
+    *,
+    units: int,
+    dropout: float,
+    n_classes: int,
+    seed: int = 0,
+    stats: FeatureStats | None = None,
+) -> keras.Model:
+    """The classifier head: standardize, dropout, Dense(units, relu) unless `units` is 0, output.
+
+    The first layer standardizes the pooled features with `stats` (a frozen BatchNormalization
+    holding the training set's per-channel mean and variance: a builtin layer, so the export keeps
+    it and loads in safe mode). `units == 0` makes a linear head, which phase 1 fits as a
+    logistic regression (see `tuner.probe`). Two classes give one sigmoid unit (binary
+    cross-entropy); more give a softmax. Initial weights and dropout masks come from `seed` alone,
+    not from the global random state, so the cached and the full-model path start a trial from
+    the same head.
+    """
+    stats = stats or FeatureStats.identity(n_features)
     outputs = 1 if n_classes == 2 else n_classes
     activation = "sigmoid" if n_classes == 2 else "softmax"
-    return keras.Sequential(
-        [
-            keras.Input((n_features,), name="features"),
-            keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+    standardize = keras.layers.BatchNormalization(
+        epsilon=STANDARDIZE_EPSILON, name="head_standardize"
+    )
+    # Frozen: a BatchNormalization layer with trainable=False runs in inference mode under fit(),
+    # so it applies the fixed statistics and never updates them.
+    standardize.trainable = False
+    layers: list[keras.layers.Layer] = [
+        keras.Input((n_features,), name="features"),
+        standardize,
+        keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+    ]
+    if units:
+        layers.append(
             keras.layers.Dense(
                 units,
                 activation="relu",
                 name="head_dense",
                 kernel_initializer=keras.initializers.GlorotUniform(seed + 1),
-            ),
-            keras.layers.Dense(
-                outputs,
-                activation=activation,
-                name="head_output",
-                kernel_initializer=keras.initializers.GlorotUniform(seed + 2),
-            ),
-        ],
-        name=HEAD_NAME,
+            )
+        )
+    layers.append(
+        keras.layers.Dense(
+            outputs,
+            activation=activation,
+            name="head_output",
+            kernel_initializer=keras.initializers.GlorotUniform(seed + 2),
+        )
     )
+    head = keras.Sequential(layers, name=HEAD_NAME)
+    gamma, beta = np.ones(n_features, "float32"), np.zeros(n_features, "float32")
+    standardize.set_weights([gamma, beta, stats.mean, stats.variance])
+    return head
 
 
 def augmentation_layers(seed: int) -> list[keras.layers.Layer]:

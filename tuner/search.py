@@ -9,6 +9,7 @@ one line on stderr and exit code 2; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -107,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="early-stopping patience inside each phase; 0 turns it off (default: 2)",
     )
     search.add_argument("--batch-size", type=int, help="default: 32")
+    search.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="start no new trial once SECONDS have passed since the command started; a running "
+        "trial finishes (default: no limit)",
+    )
     search.add_argument(
         "--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}"
     )
@@ -223,6 +231,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         cache_memory=parse_size(args.cache_memory),
         augment=args.augment,
         augment_views=args.augment_views,
+        time_budget=args.time_budget,
         demo=args.demo,
         verbose=0 if args.quiet else 1,
         **settings,
@@ -366,13 +375,15 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     return bench
 
 
-def search(bench: Workbench, *, debug: bool = False) -> TransferTuner:
+def search(bench: Workbench, *, debug: bool = False, started: float | None = None) -> TransferTuner:
     """Run the search on a prepared `Workbench`; returns the `TransferTuner`.
 
     Args:
         bench: the prepared `tuner.engine.Workbench`.
         debug: let KerasTuner print the traceback of every failed trial. Defaults to `False`: a
             failed trial shows its one-line reason, and its traceback stays in its trial.json.
+        started: `time.monotonic()` when the command started, from which `--time-budget` counts.
+            Defaults to now.
     """
     import keras_tuner as kt
     from keras_tuner.src import config as kt_config
@@ -383,10 +394,24 @@ def search(bench: Workbench, *, debug: bool = False) -> TransferTuner:
     # failed trial; there is no public switch.
     kt_config.DEBUG = debug
     config = bench.config
-    engine.atomic_write_text(
-        config.project_dir / "run.json", engine.json.dumps(engine.dump_run(config, bench), indent=2)
-    )
-    tuner = engine.TransferTuner(engine.make_oracle(config), bench)
+    run_path = config.project_dir / "run.json"
+    settings = engine.dump_run(config, bench)
+    if not config.overwrite and run_path.exists() and any(config.trials_dir.glob("trial_*")):
+        try:
+            previous = json.loads(run_path.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        changes = engine.changed_settings(previous if isinstance(previous, dict) else {}, settings)
+        if changes:
+            raise ConfigError(
+                f"{config.project_dir} holds a search with other settings: {'; '.join(changes)}. "
+                "Pass --overwrite to start over, or --project-dir DIR to keep both searches."
+            )
+    engine.atomic_write_text(run_path, json.dumps(settings, indent=2))
+    deadline = None
+    if config.time_budget is not None:
+        deadline = (time.monotonic() if started is None else started) + config.time_budget
+    tuner = engine.TransferTuner(engine.make_oracle(config), bench, deadline=deadline)
     try:
         tuner.search(verbose=0)
     except kt.errors.FatalError as error:
@@ -397,6 +422,11 @@ def search(bench: Workbench, *, debug: bool = False) -> TransferTuner:
             f"The search stopped: {engine.first_line(error)}. Finished trials are "
             "kept; fix the cause and rerun the same command to resume."
         ) from error
+    if tuner.out_of_time:
+        bench.display.message(
+            f"time budget of {config.time_budget:g}s spent: no further trial started; rerun the "
+            "same command (with a larger --time-budget) to continue the search"
+        )
     return tuner
 
 
@@ -418,8 +448,9 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
         config = config.replace(data=demo_dataset())
         display.message(f"demo: {config.data} (generated images), weights={config.weights}")
     started = time.perf_counter()
+    started_monotonic = time.monotonic()
     bench = prepare(config, space, display)
-    tuner = search(bench, debug=debug)
+    tuner = search(bench, debug=debug, started=started_monotonic)
 
     from tuner import engine
     from tuner.leaderboard import load_leaderboard, render

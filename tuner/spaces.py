@@ -106,7 +106,8 @@ class _Rule:
 # Checked on min and max (an interval holds a convex rule iff both ends do), on every choice and
 # on a fixed value. The upper bound of unfreeze_blocks depends on the backbone: validate_unfreeze.
 _RULES: dict[str, _Rule] = {
-    "head/units": _Rule(True, lambda v: v >= 1, "`head.units >= 1`"),
+    # 0 is the linear head: fitted as a logistic regression in phase 1, then fine-tuned (LP-FT).
+    "head/units": _Rule(True, lambda v: v >= 0, "`head.units >= 0`"),
     "head/dropout": _Rule(False, lambda v: 0 <= v < 1, "`0 <= head.dropout < 1`"),
     "head/learning_rate": _Rule(False, lambda v: v > 0, "`head.learning_rate > 0`"),
     "finetune/unfreeze_blocks": _Rule(True, lambda v: v >= 0, "`finetune.unfreeze_blocks >= 0`"),

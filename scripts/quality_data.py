@@ -1,0 +1,245 @@
+"""Held-out datasets for scripts/quality.py, generated offline and deterministically from a seed.
+
+Each dataset is three folders of real image files, `train/`, `val/` and `test/`, with varied,
+non-square sizes (80-140 px a side) so that the resize inside an exported model matters:
+
+- `digits-2`: two `sklearn.datasets.load_digits()` classes in the flat `cat.N.jpg` / `dog.N.jpg`
+  layout (JPEG);
+- `digits-5`: five digit classes in class subfolders (PNG);
+- `textures-3`: the demo's three texture classes (`tuner.demo.draw`, at a seed other than the
+  demo's) in class subfolders (JPEG).
+
+The digits are 8x8 glyphs drawn smoothly (bilinear) into a larger canvas with random scale, aspect,
+rotation and position, random foreground and background colours, a background gradient and noise.
+The 8x8 source glyphs of each class are split disjointly between train, val and test before any
+drawing, so a test image never shows a glyph the training set saw, only new jitter of new glyphs.
+
+A dataset is built in a temporary sibling folder and renamed into place; a marker file holds its
+parameters, so a finished build is reused and an interrupted or outdated one is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA_VERSION = "quality-data-v1"  # bump when any drawing changes, so old folders are rebuilt
+MARKER = ".complete"  # hidden: tuner.data.scan ignores it
+SPLITS = ("train", "val", "test")
+MIN_SIDE, MAX_SIDE = 80, 140  # image sides, drawn independently: non-square, varied
+JPEG_QUALITY = 90
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What to generate; every field goes into the marker, so a change forces a rebuild."""
+
+    name: str  # "digits-2", "digits-5" or "textures-3"
+    kind: str  # "digits" or "textures"
+    classes: tuple[tuple[str, int | str], ...]  # (class name, digit or demo texture label)
+    layout: str  # "flat" (LABEL.N.ext) or "folders" (one subfolder per class)
+    fmt: str  # "jpeg" or "png"
+    counts: tuple[int, int, int]  # images in train, val, test (over all classes)
+    seed: int
+
+    def folder_name(self) -> str:
+        return f"{self.name}-{'-'.join(str(n) for n in self.counts)}-s{self.seed}"
+
+
+def default_root() -> Path:
+    """`$TUNER_QUALITY_DIR`, else `~/.cache/tuner/quality`."""
+    env = os.environ.get("TUNER_QUALITY_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tuner" / "quality"
+
+
+def _per_class(total: int, n_classes: int) -> list[int]:
+    base, extra = divmod(total, n_classes)
+    return [base + (1 if i < extra else 0) for i in range(n_classes)]
+
+
+# ------------------------------------------------------------------------------------ drawing
+
+
+def _bilinear(glyph: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    """Samples `glyph` (8x8, zero outside) at float coordinates, bilinearly."""
+    padded = np.pad(glyph, 1)  # zero border: the glyph fades out instead of clamping
+    gy, gx = gy + 1.0, gx + 1.0
+    inside = (gy >= 0) & (gy <= padded.shape[0] - 1) & (gx >= 0) & (gx <= padded.shape[1] - 1)
+    gy = np.clip(gy, 0, padded.shape[0] - 1.001)
+    gx = np.clip(gx, 0, padded.shape[1] - 1.001)
+    y0, x0 = np.floor(gy).astype(int), np.floor(gx).astype(int)
+    fy, fx = gy - y0, gx - x0
+    top = padded[y0, x0] * (1 - fx) + padded[y0, x0 + 1] * fx
+    bottom = padded[y0 + 1, x0] * (1 - fx) + padded[y0 + 1, x0 + 1] * fx
+    return np.where(inside, top * (1 - fy) + bottom * fy, 0.0)
+
+
+def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random background and a foreground at least 90 (RGB distance) away from it."""
+    background = rng.uniform(0, 255, 3)
+    while True:
+        foreground = rng.uniform(0, 255, 3)
+        if np.linalg.norm(foreground - background) >= 90:
+            return foreground, background
+
+
+def draw_digit(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One 8x8 digit glyph (values 0-16) drawn into a random HxW canvas, uint8 (H, W, 3)."""
+    height, width = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
+    side = rng.uniform(0.45, 0.85) * min(height, width)  # the glyph's 8 cells span this many px
+    aspect = rng.uniform(0.8, 1.2)
+    angle = np.deg2rad(rng.uniform(-15, 15))
+    half_w, half_h = 0.5 * side * aspect, 0.5 * side
+    cx = rng.uniform(min(half_w, width / 2), max(width - half_w, width / 2))
+    cy = rng.uniform(min(half_h, height / 2), max(height - half_h, height / 2))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
+    u, v = xx - cx, yy - cy
+    cos, sin = np.cos(angle), np.sin(angle)
+    ur, vr = cos * u + sin * v, -sin * u + cos * v  # rotate the canvas back onto the glyph
+    gx = ur / (side * aspect) * 8 + 3.5  # cell centres at 0..7
+    gy = vr / side * 8 + 3.5
+    alpha = np.clip(_bilinear(glyph.astype(np.float64), gy, gx) / 16.0, 0.0, 1.0)[..., None]
+    foreground, background = _colours(rng)
+    gradient = rng.uniform(-40, 40, 3) * ((xx / width - 0.5) * rng.uniform(-1, 1))[..., None]
+    canvas = background + gradient
+    image = canvas * (1 - alpha) + foreground * alpha
+    image = image + rng.normal(0, rng.uniform(5, 25), image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def draw_texture(label: str, rng: np.random.Generator) -> np.ndarray:
+    """The demo's texture (`tuner.demo.draw`) drawn square, cropped to a random HxW window."""
+    from tuner.demo import draw
+
+    height, width = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
+    side = max(height, width)
+    square = draw(label, rng, size=side)
+    top = int(rng.integers(0, side - height + 1))
+    left = int(rng.integers(0, side - width + 1))
+    return square[top : top + height, left : left + width]
+
+
+# ------------------------------------------------------------------------------------- building
+
+
+def _encode(pixels: np.ndarray, fmt: str) -> bytes:
+    import tensorflow as tf
+
+    if fmt == "jpeg":
+        return tf.io.encode_jpeg(pixels, quality=JPEG_QUALITY).numpy()
+    return tf.io.encode_png(pixels).numpy()
+
+
+def _digit_pools(spec: DatasetSpec, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    """For each class, disjoint sets of source glyphs for train, val and test."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pools: dict[str, dict[str, np.ndarray]] = {}
+    for class_name, digit in spec.classes:
+        members = rng.permutation(np.flatnonzero(digits.target == digit))
+        # Glyphs shared out in proportion to the images each split draws, at least one each.
+        weights = np.asarray(spec.counts, dtype=np.float64)
+        cuts = np.round(np.cumsum(weights / weights.sum())[:-1] * len(members)).astype(int)
+        cuts = np.clip(cuts, [1, 2], len(members) - np.array([2, 1]))
+        parts = np.split(members, cuts)
+        pools[class_name] = {
+            split: digits.images[part] for split, part in zip(SPLITS, parts, strict=True)
+        }
+    return pools
+
+
+def _build(spec: DatasetSpec, folder: Path) -> None:
+    rng = np.random.default_rng(spec.seed)
+    pools = _digit_pools(spec, rng) if spec.kind == "digits" else None
+    ext = "jpg" if spec.fmt == "jpeg" else "png"
+    for split, total in zip(SPLITS, spec.counts, strict=True):
+        (folder / split).mkdir(parents=True)
+        per_class = _per_class(total, len(spec.classes))
+        for (class_name, source), n in zip(spec.classes, per_class, strict=True):
+            if spec.layout == "folders":
+                (folder / split / class_name).mkdir()
+            for i in range(n):
+                if pools is not None:
+                    glyphs = pools[class_name][split]
+                    pixels = draw_digit(glyphs[i % len(glyphs)], rng)
+                else:
+                    pixels = draw_texture(str(source), rng)
+                if spec.layout == "flat":
+                    path = folder / split / f"{class_name}.{i}.{ext}"
+                else:
+                    path = folder / split / class_name / f"{class_name}_{i:04d}.{ext}"
+                path.write_bytes(_encode(pixels, spec.fmt))
+    (folder / "README.txt").write_text(
+        f"Generated by scripts/quality_data.py ({DATA_VERSION}); deleted folders are rebuilt.\n"
+        + json.dumps(asdict(spec), indent=2)
+        + "\n"
+    )
+    (folder / MARKER).write_text(_marker_text(spec))
+
+
+def _marker_text(spec: DatasetSpec) -> str:
+    return json.dumps({"version": DATA_VERSION, "spec": asdict(spec)}, sort_keys=True) + "\n"
+
+
+def ensure_dataset(spec: DatasetSpec, root: Path | None = None) -> tuple[Path, bool]:
+    """Returns the dataset folder (holding train/, val/, test/), and whether it was just built."""
+    root = (root or default_root()).expanduser().absolute()
+    target = root / spec.folder_name()
+    try:
+        if (target / MARKER).read_text() == _marker_text(spec):
+            return target, False
+    except OSError:
+        pass
+    shutil.rmtree(target, ignore_errors=True)  # missing, interrupted or outdated
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
+    try:
+        _build(spec, tmp)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target, True
+
+
+def digits_spec(
+    name: str,
+    digits: dict[int, str],
+    layout: str,
+    fmt: str,
+    counts: tuple[int, int, int],
+    seed: int,
+) -> DatasetSpec:
+    return DatasetSpec(
+        name=name,
+        kind="digits",
+        classes=tuple((label, digit) for digit, label in digits.items()),
+        layout=layout,
+        fmt=fmt,
+        counts=counts,
+        seed=seed,
+    )
+
+
+def textures_spec(name: str, counts: tuple[int, int, int], seed: int) -> DatasetSpec:
+    from tuner.demo import DEMO_CLASSES, DEMO_SEED
+
+    if seed == DEMO_SEED:
+        raise ValueError("Use a seed other than the demo's, so the images are new.")
+    return DatasetSpec(
+        name=name,
+        kind="textures",
+        classes=tuple((label, label) for label in DEMO_CLASSES),
+        layout="folders",
+        fmt="jpeg",
+        counts=counts,
+        seed=seed,
+    )
