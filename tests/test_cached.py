@@ -149,3 +149,142 @@ def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config
     with pytest.raises(DataError):
         bench_for(config)
     assert not (tmp_path / "never").exists()
+
+
+STALE_SPACE = """
+[head.units]
+type = "fixed"
+value = 16
+
+[head.dropout]
+type = "fixed"
+value = 0.0
+
+[head.learning_rate]
+type = "fixed"
+value = 0.01
+
+[finetune.unfreeze_blocks]
+type = "choice"
+values = [3, 1]
+default = 3
+
+[finetune.learning_rate]
+type = "fixed"
+value = 0.01
+"""
+
+
+def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_config, tmp_path):
+    """Trial 1 fine-tunes 3 blocks in place; trial 2 (1 block) derives its activations from the
+    deepest cut through layers trial 1 changed. They must equal a fresh build's."""
+    import keras
+
+    from tuner.backbones import get_backbone
+    from tuner.cuts import split
+    from tuner.preprocessing import preprocessing_layers
+
+    space = tmp_path / "stale.toml"
+    space.write_text(STALE_SPACE)
+    config = search_config(space=space, max_trials=2, epochs_finetune=2, cache_dtype="float32")
+    bench = bench_for(config)
+    tuner = cli.search(bench)
+    ks = [
+        t.hyperparameters.values["finetune/unfreeze_blocks"] for t in tuner.oracle.trials.values()
+    ]
+    assert ks == [3, 1], "the defaults (k = 3) run first, then the other choice"
+    session = bench.session("tiny")
+    cut = session.cut(1)
+    used = np.asarray(session.features("train", cut))
+
+    fresh = bench.build_backbone(get_backbone("tiny"))  # the same init file, untouched
+    bottom, _ = split(fresh, cut)
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for layer in preprocessing_layers(get_backbone("tiny").preprocessing):
+        x = layer(x)
+    expected = keras.Model(inputs, bottom(x)).predict(
+        bench.pixels("train", 32).astype("float32"), verbose=0
+    )
+    np.testing.assert_allclose(used, expected, rtol=1e-4, atol=1e-5)
+    # Trial 1 really moved the layers in between (the shared model still holds them), so the
+    # check above would fail if they were used.
+    moved = [
+        index
+        for index in range(session.cut(3) + 1, cut + 1)
+        if any(
+            not np.array_equal(a, b)
+            for a, b in zip(
+                session.model.layers[index].get_weights(),
+                fresh.layers[index].get_weights(),
+                strict=True,
+            )
+        )
+    ]
+    assert moved, "trial 1 changed no layer between the two cuts"
+
+
+@pytest.mark.parametrize(
+    ("scale", "expected"),
+    [(1.0, "float16"), (1e-3, "float16"), (1e-5, "float32"), (2e-12, "float32"), (1e5, "float32")],
+)
+def test_float16_is_kept_only_where_it_holds_the_values(scale, expected):
+    from tuner.engine import storage_dtype
+
+    rng = np.random.default_rng(0)
+    sample = (0.5 + rng.random((8, 16))).astype("float32") * scale
+    sample[:, :4] = 0.0  # exact zeros (ReLU) do not count against float16
+    assert storage_dtype(sample, "float16") == expected
+    assert storage_dtype(sample, "float32") == "float32"
+
+
+def test_an_entry_of_zeros_or_nan_is_never_published(tmp_path):
+    from tuner.cache import ArrayCache
+    from tuner.engine import checked
+    from tuner.errors import TunerError
+
+    cache = ArrayCache(tmp_path / "cache")
+    for bad, message in (
+        (np.zeros((4, 3)), "zero for every image"),
+        (np.full((4, 3), np.nan), "NaN"),
+    ):
+        with pytest.raises(TunerError, match=message):
+            cache.get_or_build(
+                "bad",
+                {"k": message},
+                shape=(8, 3),
+                dtype="float32",
+                produce=lambda bad=bad: checked(iter([np.zeros((4, 3)), bad]), "test"),
+            )
+        assert cache.lookup("bad", {"k": message}) is None
+    assert not list((tmp_path / "cache").glob("*.npy"))
+
+
+def test_random_init_features_do_not_underflow_the_cache(search_config):
+    """MobileNetV2 at 48 px, random init: pooled features about 1e-12, which float16 flushes to
+    zero. The entry is stored as float32, non-zero, and the head sees them standardized."""
+    config = search_config(backbones=("mobilenetv2",), image_size=48)
+    bench = bench_for(config)
+    session = bench.session("mobilenetv2")
+    pooled = session.features("train", session.last)
+    assert pooled.dtype == np.float32
+    assert np.any(pooled != 0) and np.abs(pooled).max() < 1e-3
+    stats = bench.feature_stats("mobilenetv2")
+    z = stats.standardize(pooled)
+    assert 0.5 < float(np.abs(z).mean()) < 2.0
+
+
+def test_cache_keys_cover_what_the_bytes_depend_on(search_config):
+    import tensorflow as tf
+
+    from tuner.engine import build_batch
+
+    config = search_config(augment=True)
+    session = bench_for(config).session("tiny")
+    key = session.cache_key("train", session.last)
+    assert key["tensorflow"] == tf.__version__
+    assert key["augment"]["batch"] == build_batch(config.batch_size)
+    assert key["seed"] == config.seed  # a random init is drawn from the seed
+    for changed in (config.replace(seed=2), config.replace(batch_size=64)):
+        other = bench_for(changed).session("tiny")
+        assert other.cache_key("train", other.last) != key

@@ -82,7 +82,9 @@ def test_zero_unfreeze_blocks_means_head_only(search_config, tmp_path):
 
 @pytest.mark.parametrize("oracle", ["random", "bayesian", "hyperband"])
 def test_every_oracle_completes_trials(search_config, oracle):
-    config = search_config(oracle=oracle, max_trials=2, epochs_head=2, epochs_finetune=1)
+    # Hyperband shares out phase-2 epochs: with one it would run a single trial.
+    finetune = 3 if oracle == "hyperband" else 1
+    config = search_config(oracle=oracle, max_trials=2, epochs_head=2, epochs_finetune=finetune)
     bench, tuner = run_search(config)
     done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     assert len(done) >= 2
@@ -94,8 +96,10 @@ def test_every_oracle_completes_trials(search_config, oracle):
         assert all("tuner/epochs" in v for v in values)
 
 
-def test_hyperband_continuation_places_phase_boundary_at_absolute_epoch(search_config, tmp_path):
-    # max_epochs = 2 + 2 = 4 with factor 3: brackets train to epoch 1 (or 2), then continue to 4.
+def test_hyperband_shares_out_finetune_epochs_and_picks_survivors_on_them(search_config, tmp_path):
+    # Hyperband's budget is phase-2 epochs: max_epochs = 3 with factor 3 gives a bracket that
+    # fine-tunes 3 candidates for 1 epoch, then continues the best to 3. Phase 1 (2 epochs) runs
+    # whole in every candidate's first round, so survivors are chosen on fine-tuned scores.
     space = fixed_space(tmp_path, 1)
     # Hyperband needs distinct candidates: search the width, keep the rest fixed.
     space.write_text(
@@ -104,20 +108,24 @@ def test_hyperband_continuation_places_phase_boundary_at_absolute_epoch(search_c
         )
     )
     config = search_config(
-        oracle="hyperband", max_trials=30, epochs_head=2, epochs_finetune=2, space=space
+        oracle="hyperband", max_trials=30, epochs_head=2, epochs_finetune=3, space=space
     )
     bench, tuner = run_search(config)
     trials = {t.trial_id: t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
     continued = [t for t in trials.values() if t.hyperparameters.values.get("tuner/trial_id")]
     assert continued, "Hyperband ran no continuation"
     all_summaries = summaries(config)
-    for trial in continued:
+    for trial in trials.values():
+        values = trial.hyperparameters.values
         summary = all_summaries[f"trial_{trial.trial_id}"]
-        initial = trial.hyperparameters.values["tuner/initial_epoch"]
-        epochs = trial.hyperparameters.values["tuner/epochs"]
-        head = max(0, min(epochs, 2) - initial)
-        assert (summary["phase1"] or {"epochs": 0})["epochs"] == head
-        assert (summary["phase2"] or {"epochs": 0})["epochs"] == epochs - max(initial, 2)
+        epochs, initial = values["tuner/epochs"], values["tuner/initial_epoch"]
+        assert (summary["phase2"] or {"epochs": 0})["epochs"] == epochs - initial
+        if values.get("tuner/trial_id"):
+            assert summary["phase1"] is None, "a continuation must not rerun phase 1"
+            predecessor = all_summaries[f"trial_{values['tuner/trial_id']}"]
+            assert predecessor["phase2"]["epochs"] == initial >= 1, "survivor not fine-tuned"
+        else:
+            assert initial == 0 and summary["phase1"]["epochs"] == 2
 
 
 def test_get_best_models_returns_the_trained_model(search_config):
@@ -167,12 +175,18 @@ def test_cached_and_full_paths_train_the_same_weights(search_config, tmp_path):
     from tuner.engine import Pieces
 
     pieces = {}
+    # A barely trained head and a strong fine-tuning rate, scored on val_loss, so that the best
+    # epoch (the checkpoint) is a phase-2 one and the comparison covers the unfrozen blocks.
+    space = fixed_space(tmp_path, 2)
+    space.write_text(space.read_text().replace("value = 0.01", "value = 1e-5"))
+    space.write_text(space.read_text().replace("value = 0.001", "value = 0.01"))
     for cache in (True, False):
         config = search_config(
-            space=fixed_space(tmp_path, 2),
+            space=space,
             max_trials=1,
-            epochs_head=2,
+            epochs_head=1,
             epochs_finetune=2,
+            objective="val_loss",
             cache=cache,
             cache_dtype="float32",
             project_dir=tmp_path / f"p{cache}",
@@ -187,6 +201,8 @@ def test_cached_and_full_paths_train_the_same_weights(search_config, tmp_path):
         trial = next(iter(tuner.oracle.trials.values()))
         pieces[cache] = Pieces.load(Path(tuner.get_trial_dir(trial.trial_id)) / "checkpoint.npz")
     cached, full = pieces[True], pieces[False]
+    # The comparison must reach phase 2: a checkpoint with a cut and unfrozen backbone weights.
+    assert cached.cut is not None and cached.backbone, "the best epoch was a phase-1 epoch"
     assert cached.cut == full.cut and cached.backbone.keys() == full.backbone.keys()
     for a, b in zip(cached.head, full.head, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
@@ -251,3 +267,52 @@ def test_the_training_path_is_said_plainly(search_config):
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dropout(0.2, name="drop")(inputs))
     assert stochastic_layers(model) == ["drop"]
+
+
+def test_the_bayesian_oracle_runs_past_its_random_initial_points(search_config, tmp_path):
+    # KerasTuner 1.4.8 draws max(3 * dimensions, 3) random points before it fits its Gaussian
+    # process; every declared hyperparameter counts (fixed ones too): 5 here, so 15.
+    from tuner.spaces import load_space as load
+
+    space = fixed_space(tmp_path, 0)
+    space.write_text(
+        space.read_text().replace(
+            'type = "fixed"\nvalue = 0.01',
+            'type = "float"\nmin = 0.001\nmax = 0.1\nsampling = "log"',
+        )
+    )
+    config = search_config(
+        oracle="bayesian", max_trials=17, epochs_head=1, epochs_finetune=0, space=space
+    )
+    bench = cli.prepare(config, load(family="tiny", path=space))
+    from tuner.engine import TransferTuner, make_oracle
+
+    oracle = make_oracle(config)
+    fits = []
+    original = oracle.gpr.fit
+    oracle.gpr.fit = lambda x, y: fits.append(len(x)) or original(x, y)
+    tuner = TransferTuner(oracle, bench)
+    tuner.search(verbose=0)
+    initial = max(3 * len(oracle.get_space().space), 3)
+    assert initial == 15
+    assert len([t for t in oracle.trials.values() if t.status == "COMPLETED"]) == 17
+    assert fits and fits[0] == initial, "the Gaussian process never proposed a trial"
+
+
+def test_the_first_trial_is_the_space_defaults_and_a_linear_head_starts_from_the_probe(
+    search_config,
+):
+    from tuner.spaces import load_space as load
+
+    config = search_config(max_trials=2, epochs_finetune=1)
+    space = load(family="tiny")
+    bench, tuner = run_search(config)
+    first = tuner.oracle.trials[min(tuner.oracle.trials)]
+    defaults = {p.name: p.default for p in space.params}
+    assert first.hyperparameters.values == defaults
+    assert defaults["head/units"] == 0
+    summary = summaries(config)[f"trial_{first.trial_id}"]
+    # Phase 1 of a linear head is one closed-form fit, scored as one epoch.
+    assert summary["phase1"]["epochs"] == 1
+    linear = bench.linear_head("tiny")
+    assert summary["phase1"]["val_accuracy"] == pytest.approx(linear.val_accuracy, abs=1e-6)

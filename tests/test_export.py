@@ -50,3 +50,48 @@ def test_export_resizes_raw_images_of_any_size(search_config, tmp_path):
     out = model.predict(np.zeros((2, 50, 70, 3), dtype="uint8"), verbose=0)
     assert out.shape == (2, 1)
     assert np.all((out >= 0) & (out <= 1))
+
+
+def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_config):
+    """The export, given each validation file decoded at its own size (it resizes inside),
+    reproduces the best trial's validation accuracy to within one image."""
+    import keras
+    import tensorflow as tf
+
+    from tests.conftest import draw, write_jpeg
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "varied"
+    for label in ("bright", "stripes", "blob"):
+        for i in range(14):
+            height, width = rng.integers(36, 80, 2)
+            image = draw(label, rng, 80)[:height, :width]
+            write_jpeg(data / label / f"{i}.jpg", image)
+    config = search_config(data=data, max_trials=3, epochs_finetune=2)  # float16 cache
+    bench = cli.prepare(config, load_space(family="tiny"))
+    tuner = cli.search(bench)
+    best = completed_trials(tuner)[0]
+    model = keras.saving.load_model(export_best(tuner, best, tmp_path / "export"), safe_mode=True)
+    correct = 0
+    for path, label in zip(bench.val.paths, bench.val.labels, strict=True):
+        image = tf.io.decode_image(open(path, "rb").read(), channels=3).numpy()
+        assert image.shape[:2] != (32, 32)
+        probabilities = model.predict(image[None], verbose=0)[0]
+        correct += int(np.argmax(probabilities) == label)
+    served = correct / len(bench.val)
+    assert abs(served - best.score) <= 1 / len(bench.val) + 1e-9, (served, best.score)
+
+
+def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path):
+    import keras
+
+    config = search_config(max_trials=1, augment=True, augment_views=2)
+    bench = cli.prepare(config, load_space(family="tiny"))
+    tuner = cli.search(bench)
+    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
+    model = keras.saving.load_model(path, safe_mode=True)
+    images = bench.pixels("val", 32).astype("float32")
+    direct = np.asarray(model(images))
+    np.testing.assert_allclose(direct, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    names = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]
+    assert not any(name.startswith("augment") for name in names)

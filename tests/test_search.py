@@ -129,3 +129,39 @@ def test_help_does_not_import_tensorflow():
         [sys.executable, "-m", "tuner.search", "--help"], check=True, capture_output=True, text=True
     ).stdout
     assert "--backbone" in out and "--demo" in out
+
+
+def test_resuming_with_other_settings_is_refused_and_names_the_difference(tmp_path, capsys):
+    data = make_folder(tmp_path / "data")
+    project = tmp_path / "project"
+    assert cli.main(base_args(data, project)) == 0
+    capsys.readouterr()
+    changed = base_args(data, project)
+    changed[changed.index("--epochs-head") + 1] = "3"
+    assert cli.main(changed) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--epochs-head 3 (this project: 2)" in err and "--overwrite" in err
+    space = tmp_path / "space.toml"
+    space.write_text('[head.dropout]\ntype = "fixed"\nvalue = 0.3\n')
+    assert cli.main(base_args(data, project) + ["--space", str(space)]) == 2
+    assert "--space (differs in head/dropout)" in capsys.readouterr().err
+    # More trials is the same search, continued; --overwrite starts another.
+    more = base_args(data, project)
+    more[more.index("--max-trials") + 1] = "3"
+    assert cli.main(more) == 0
+    assert cli.main(changed + ["--overwrite"]) == 0
+    run = json.loads((project / "run.json").read_text())
+    assert run["epochs_head"] == 3 and run["image_sizes"] == {"tiny": 32}
+
+
+def test_a_time_budget_stops_starting_trials_and_a_rerun_continues(search_config):
+    from tuner.spaces import load_space
+
+    config = search_config(max_trials=2, time_budget=1e-6)
+    bench = cli.prepare(config, load_space(family="tiny"))
+    tuner = cli.search(bench)
+    assert tuner.out_of_time and not tuner.oracle.trials
+    tuner = cli.search(cli.prepare(config.replace(time_budget=None), load_space(family="tiny")))
+    assert not tuner.out_of_time
+    assert len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]) == 2

@@ -22,7 +22,7 @@ from tuner.spaces import (
 )
 
 DEFAULTS = {
-    "head/units": 256,
+    "head/units": 0,
     "head/dropout": 0.2,
     "head/learning_rate": 1e-3,
     "finetune/unfreeze_blocks": 1,

@@ -336,7 +336,10 @@ class Workbench:
             for layer in preprocessing_layers(spec.preprocessing):
                 x = layer(x)
             model = keras.Model(inputs, self.build_backbone(spec)(x))
-            forward = tf.function(lambda xb: model(xb, training=False))
+            forward = tf.function(
+                lambda xb: model(xb, training=False),
+                input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+            )
             pixels = self.pixels(which, size)
             batch = max(8, min(64, self.config.batch_size))
             with self.display.build_progress(f"pooling {which} features", len(pixels)) as update:

@@ -34,7 +34,10 @@ def serving_model(model: keras.Model, image_size: int) -> keras.Model:
     x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(
         inputs
     )
-    return keras.Model(inputs, clone(x), name="tuner_classifier")
+    # training=False is recorded on this call: the Resizing layer's call defaults to
+    # training=True and Keras 3 hands that on through the call context, so a direct call
+    # `model(x)` would otherwise run the head's dropout (keras/src/layers/layer.py, __call__).
+    return keras.Model(inputs, clone(x, training=False), name="tuner_classifier")
 
 
 def export_model(
