@@ -331,7 +331,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     same_epochs = [t.get("epochs_run") for t in cached.trials] == [
         t.get("epochs_run") for t in nocache.trials
     ]
-    # The two paths train the same steps (DESIGN.md section 1), so per-trial scores should agree up
+    # The two paths train the same steps (docs/design.md §1), so per-trial scores should agree up
     # to float16 cache rounding; a large gap points at a bug in one path, not at speed.
     gaps = [
         abs(a["best"]["val_accuracy"] - b["best"]["val_accuracy"])

@@ -16,7 +16,7 @@ from tuner.errors import ConfigError
 
 ORACLES = ("random", "bayesian", "hyperband")
 # The metrics every trial logs; an objective outside this set would fail every trial with a bare
-# KeyError inside KerasTuner (DESIGN.md section 3), so it is rejected before the search starts.
+# KeyError inside KerasTuner (docs/design.md §3), so it is rejected before the search starts.
 OBJECTIVES = {
     "val_accuracy": "max",
     "val_loss": "min",

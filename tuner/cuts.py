@@ -2,7 +2,7 @@
 
 A layer is a *valid cut* when its single output is the only tensor alive at its position in the
 topological order (no residual or concat path crosses it): everything below it can then be frozen
-and computed once, and the part above it trained on the cached activation (DESIGN.md §1).
+and computed once, and the part above it trained on the cached activation (docs/design.md §1).
 Fine-tuning "the top k blocks" means training everything above the cut just below the k-th block.
 
 Only the nodes of the model's own graph count. Splitting a model adds nodes to the layers of its top
@@ -246,7 +246,7 @@ def _all_layers(model: Any) -> list[Any]:
 def freeze_for_finetune(model: keras.Model, cut: int) -> None:
     """Makes `layers[cut + 1:]` of `model` trainable and everything else frozen.
 
-    The order matters (DESIGN.md §2): Keras only resets children when `trainable` goes from False
+    The order matters (docs/design.md §2): Keras only resets children when `trainable` goes from False
     to True, so every layer is set explicitly. Every BatchNormalization layer, wherever it is, is
     frozen so that it runs in inference mode (a frozen BN layer ignores `training=True` from
     `fit()`). Call `compile()` afterwards: changes take effect only at compile.

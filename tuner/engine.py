@@ -7,7 +7,7 @@ unfrozen at a low learning rate) and returns one merged result.
 
 The cached path (the default) never recomputes what is frozen: phase 1 trains the head on pooled
 backbone features and phase 2 trains only the backbone's top blocks plus the head, on activations
-cached at the block boundary (DESIGN.md section 1). `--no-cache` trains the full model instead.
+cached at the block boundary (docs/design.md §1). `--no-cache` trains the full model instead.
 
 Error semantics live here: a `TrialError` (or any unexpected error inside a trial) fails that trial
 with a one-line reason and the search goes on; a `TunerError` inside a trial is a configuration
@@ -391,7 +391,7 @@ class BackboneSession:
     """One backbone built once per process, its blocks, and its cached frozen activations.
 
     Splits are made once per cut and reused, since every split adds graph nodes to the layers above
-    it (DESIGN.md section 2). Phase 2 trains the shared top layers in place, so the pretrained
+    it (docs/design.md §2). Phase 2 trains the shared top layers in place, so the pretrained
     weights above the deepest cut are kept and restored before each fine-tuning.
     """
 
@@ -725,7 +725,7 @@ class _Recorder(keras.callbacks.Callback):
     """Tracks the best epoch across both phases, keeps its weights, and stops on divergence.
 
     One recorder serves both phases so that the checkpoint is always the epoch the score came
-    from (DESIGN.md section 3).
+    from (docs/design.md §3).
     """
 
     def __init__(
@@ -805,7 +805,7 @@ class TransferTuner(kt.Tuner):
         )
 
     # KerasTuner would build the whole model (several times for conditional spaces) just to learn
-    # the space; ours is declared from data, so building is skipped (DESIGN.md section 3).
+    # the space; ours is declared from data, so building is skipped (docs/design.md §3).
     def _populate_initial_space(self) -> None:
         hp = self.oracle.get_space()
         self.hypermodel.declare_hyperparameters(hp)
@@ -838,7 +838,7 @@ class TransferTuner(kt.Tuner):
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         # The oracle saves the trial and its own state first, so a search stopped here stays
-        # resumable. KerasTuner's own limit raises before saving (DESIGN.md section 3) and counts
+        # resumable. KerasTuner's own limit raises before saving (docs/design.md §3) and counts
         # failures of earlier runs too, so a resumed search would stop again at once: the limit
         # is counted here instead, over this process's trials.
         super().on_trial_end(trial)
@@ -1273,7 +1273,7 @@ def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
 
 
 def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
-    """Completed trials, best first: `get_best_trials` pads with unfinished ones (DESIGN.md)."""
+    """Completed trials, best first: `get_best_trials` pads with unfinished ones (docs/design.md §3)."""
     trials = tuner.oracle.get_best_trials(len(tuner.oracle.trials))
     return [t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED]
 

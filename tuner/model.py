@@ -27,7 +27,7 @@ BACKBONE_NAME = "backbone"
 # The standardizing layer divides by sqrt(variance + epsilon). Channel variances are floored
 # (FeatureStats) well above zero, so epsilon only has to keep the division defined; a usual 1e-3
 # would swamp the variances of a random-init backbone, whose pooled features measure about 1e-5
-# (Xception at 96 px) to 1e-12 (MobileNetV2 at 48 px): see docs/design.md, "Feature scale".
+# (Xception at 96 px) to 1e-12 (MobileNetV2 at 48 px): see docs/design.md §4.
 STANDARDIZE_EPSILON = 1e-37
 # Channels whose variance is below this fraction of the largest are treated as constant: without a
 # floor, a dead ReLU channel (variance 0) or a near-dead one would be blown up to unit variance.
@@ -200,7 +200,7 @@ class Pieces:
     """The weights one trial trained: the head, and backbone layers by index above `cut`.
 
     Backbone layers are addressed by their index in `backbone.layers`, since auto-generated layer
-    names depend on the session (DESIGN.md section 2).
+    names depend on the session (docs/design.md §2).
     """
 
     head: list[np.ndarray]
