@@ -293,21 +293,21 @@ def inject_failure(kind: str, monkeypatch) -> None:
     from tuner import engine
 
     if kind == "oom":
-        real_fit = engine._Plan._fit
+        real_run = engine.TransferTuner._run
 
-        def fit(self, *args, **kwargs):
-            if self.tuner.trial_number == 1:
+        def run(self, *args, **kwargs):
+            if self.trial_number == 1:
                 raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
-            return real_fit(self, *args, **kwargs)
+            return real_run(self, *args, **kwargs)
 
-        monkeypatch.setattr(engine._Plan, "_fit", fit)
+        monkeypatch.setattr(engine.TransferTuner, "_run", run)
     elif kind == "model":
         real_head = engine.build_head
         calls = []
 
         def build_head(n_features, **kwargs):
             calls.append(n_features)
-            # The first trial's head expects the wrong feature width: Keras raises inside fit.
+            # The first trial's head expects the wrong feature width: Keras raises as it is built.
             return real_head(n_features + (3 if len(calls) == 1 else 0), **kwargs)
 
         monkeypatch.setattr(engine, "build_head", build_head)
@@ -318,7 +318,7 @@ def inject_failure(kind: str, monkeypatch) -> None:
     [
         ("diverged", r"^diverged: loss became nan at epoch 1 \(phase 1\)"),
         ("oom", r"^out of memory: OOM when allocating tensor; a smaller --batch-size may help$"),
-        ("model", r"^ValueError: Input 0 .* of layer 'head_dense' is incompatible"),
+        ("model", r"^ValueError: Layer head_standardize weight shape \(67,\) is not compatible"),
     ],
     ids=["diverged", "out-of-memory", "error-in-model"],
 )
@@ -365,12 +365,12 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
 
     project = tmp_path / "project"
     args = cli_args(image_folder, project, trials=4, head=1, finetune=1)
-    real_fit = engine._Plan._fit
+    real_fit = engine._Plan.fit
 
     def out_of_memory(self, *a, **k):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr(engine._Plan, "_fit", out_of_memory)
+    monkeypatch.setattr(engine._Plan, "fit", out_of_memory)
     assert cli.main(args) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "3 consecutive failed trials" in err
@@ -379,7 +379,7 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
     assert [s["status"] for s in trial_states(project).values()] == ["FAILED"] * 3
 
     # The cause is fixed: the same command continues the search where it stopped.
-    monkeypatch.setattr(engine._Plan, "_fit", real_fit)
+    monkeypatch.setattr(engine._Plan, "fit", real_fit)
     assert cli.main(args) == 0
     rows = load_leaderboard(project).rows
     assert sorted(r.status for r in rows) == ["COMPLETED", "FAILED", "FAILED", "FAILED"]

@@ -36,7 +36,9 @@ def format_value(value: Any) -> str:
 
 def format_hp(values: Mapping[str, Any]) -> str:
     return "  ".join(
-        f"{name}={format_value(v)}" for name, v in values.items() if not name.startswith("tuner/")
+        f"{name}={'linear' if name == 'head/units' and v == 0 else format_value(v)}"
+        for name, v in values.items()
+        if not name.startswith("tuner/")
     )
 
 

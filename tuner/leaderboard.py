@@ -603,6 +603,8 @@ def _is_learning_rate(name: str) -> bool:
 def _format_hp(name: str, value: Any) -> str:
     if value is None:
         return _MISSING
+    if name == "head/units" and value == 0:
+        return "linear"  # the logistic-regression head (LP-FT), see search_spaces/default.toml
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
