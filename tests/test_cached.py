@@ -151,30 +151,6 @@ def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config
     assert not (tmp_path / "never").exists()
 
 
-STALE_SPACE = """
-[head.units]
-type = "fixed"
-value = 16
-
-[head.dropout]
-type = "fixed"
-value = 0.0
-
-[head.learning_rate]
-type = "fixed"
-value = 0.01
-
-[finetune.unfreeze_blocks]
-type = "choice"
-values = [3, 1]
-default = 3
-
-[finetune.learning_rate]
-type = "fixed"
-value = 0.01
-"""
-
-
 def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_config, tmp_path):
     """Trial 1 fine-tunes 3 blocks in place; trial 2 (1 block) derives its activations from the
     deepest cut through layers trial 1 changed. They must equal a fresh build's."""
@@ -184,8 +160,13 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_conf
     from tuner.cuts import split
     from tuner.preprocessing import preprocessing_layers
 
-    space = tmp_path / "stale.toml"
-    space.write_text(STALE_SPACE)
+    # Two trials: the defaults (k = 3) first, then the other choice (k = 1).
+    space = fixed_space(tmp_path, 3)
+    space.write_text(
+        space.read_text()
+        .replace('type = "fixed"\nvalue = 3', 'type = "choice"\nvalues = [3, 1]\ndefault = 3')
+        .replace("value = 0.001", "value = 0.01")
+    )
     config = search_config(space=space, max_trials=2, epochs_finetune=2, cache_dtype="float32")
     bench = bench_for(config)
     tuner = cli.search(bench)
