@@ -7,8 +7,7 @@ engine, the cache and the export read only this object. It imports nothing heavy
 from __future__ import annotations
 
 import dataclasses
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,6 @@ class SearchConfig:
     time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)  # settings for tests and benchmarks
 
     def __post_init__(self) -> None:
         checks = [
@@ -167,7 +165,3 @@ def parse_size(text: str) -> int:
         raise ConfigError(
             f"Expected a size such as 512M or 2G. Received: cache_memory={text!r}"
         ) from None
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
