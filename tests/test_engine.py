@@ -316,3 +316,13 @@ def test_the_first_trial_is_the_space_defaults_and_a_linear_head_starts_from_the
     assert summary["phase1"]["epochs"] == 1
     linear = bench.linear_head("tiny")
     assert summary["phase1"]["val_accuracy"] == pytest.approx(linear.val_accuracy, abs=1e-6)
+
+
+def test_a_tie_on_the_objective_goes_to_the_epoch_with_the_lower_val_loss():
+    from tuner.engine import _Recorder
+
+    captured = iter(range(10))
+    recorder = _Recorder("val_accuracy", "max", lambda: next(captured), lambda *a: None)
+    for epoch, (accuracy, loss) in enumerate([(0.9, 0.5), (1.0, 0.4), (1.0, 0.2), (1.0, 0.3)]):
+        recorder.on_epoch_end(epoch, {"loss": 0.1, "val_accuracy": accuracy, "val_loss": loss})
+    assert recorder.best_logs["val_loss"] == 0.2 and recorder.best_pieces == 2

@@ -614,3 +614,22 @@ def test_fixture_matches_keras_tuners_trial_format(project: Path) -> None:
     for trial_json in sorted((project / "trials").glob("trial_*/trial.json")):
         state = json.loads(trial_json.read_text())
         assert trial_module.Trial.from_state(state).get_state() == state
+
+
+def test_ties_on_the_objective_go_to_the_lower_val_loss(tmp_path: Path) -> None:
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps(RUN))
+    values = _values(64, 0.0, 1e-3, 0, 1e-5)
+    for trial_id, loss in [("1", 0.4), ("2", 0.1), ("3", None)]:
+        data = summary(trial_id, head=(2, 1.0, 1.0), finetune=None)
+        if loss is None:
+            del data["phase1"]["best"]["val_loss"]
+        else:
+            data["best"] = {"val_accuracy": 1.0, "val_loss": loss}
+        state = trial_state(trial_id, status="COMPLETED", values=values, score=1.0)
+        write_trial(tmp_path, state, data)
+    write_trial(tmp_path, trial_state("4", status="COMPLETED", values=values, score=0.9))
+
+    board = load_leaderboard(tmp_path)
+
+    assert [(r.rank, r.trial_id) for r in board.rows] == [(1, "2"), (2, "1"), (3, "3"), (4, "4")]

@@ -42,7 +42,7 @@ from tuner.config import SearchConfig
 from tuner.data import ImageSet
 from tuner.display import SearchDisplay
 from tuner.errors import TrialError, TunerError
-from tuner.leaderboard import failure_reason
+from tuner.leaderboard import TIEBREAK, failure_reason, load_leaderboard
 from tuner.model import (
     BACKBONE_NAME,
     HEAD_NAME,
@@ -740,7 +740,7 @@ class _Recorder(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.objective = objective
-        self.better = (lambda a, b: a > b) if direction == "max" else (lambda a, b: a < b)
+        self.direction = direction
         self.capture = capture
         self.on_epoch = on_epoch
         self.best_logs: dict[str, float] | None = None
@@ -748,6 +748,18 @@ class _Recorder(keras.callbacks.Callback):
         self.phase = 1
         self.phase_best: dict[int, dict[str, float]] = {}
         self._started = 0.0
+
+    def better(self, logs: dict[str, float], than: dict[str, float]) -> bool:
+        """Whether an epoch's `logs` beat `than` on the objective; a tie goes to the better
+        `TIEBREAK` metric (the leaderboard ranks trials by the same rule)."""
+        sign = 1.0 if self.direction == "max" else -1.0
+        a, b = sign * logs[self.objective], sign * than[self.objective]
+        if a != b:
+            return a > b
+        tie, direction = TIEBREAK.get(self.objective, (self.objective, self.direction))
+        if tie not in logs or tie not in than:
+            return False
+        return logs[tie] > than[tie] if direction == "max" else logs[tie] < than[tie]
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
@@ -765,9 +777,9 @@ class _Recorder(keras.callbacks.Callback):
         if value is None:
             return
         phase_best = self.phase_best.get(self.phase)
-        if phase_best is None or self.better(value, phase_best[self.objective]):
+        if phase_best is None or self.better(logs, phase_best):
             self.phase_best[self.phase] = logs
-        if self.best_logs is None or self.better(value, self.best_logs[self.objective]):
+        if self.best_logs is None or self.better(logs, self.best_logs):
             self.best_logs = logs
             self.best_pieces = self.capture()
 
@@ -1275,10 +1287,17 @@ def make_oracle(config: SearchConfig, *, max_retries: int = 0) -> kt.Oracle:
     )
 
 
-def completed_trials(tuner: kt.Tuner) -> list[kt.engine.trial.Trial]:
-    """Completed trials, best first: `get_best_trials` pads with unfinished ones (docs/design.md §3)."""
+def completed_trials(tuner: TransferTuner) -> list[kt.engine.trial.Trial]:
+    """Completed trials, best first, in the leaderboard's order (ties on the objective broken as
+    the leaderboard breaks them), so the exported model is the leaderboard's first row.
+
+    `get_best_trials` pads with unfinished trials (docs/design.md §3): only completed ones count.
+    """
     trials = tuner.oracle.get_best_trials(len(tuner.oracle.trials))
-    return [t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED]
+    done = {t.trial_id: t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED}
+    board = load_leaderboard(tuner.bench.config.project_dir)
+    ranked = [done[row.trial_id] for row in board.rows if row.trial_id in done]
+    return ranked + [t for t in done.values() if t not in ranked]
 
 
 def dump_run(config: SearchConfig, bench: Workbench) -> dict[str, Any]:

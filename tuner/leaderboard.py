@@ -92,6 +92,8 @@ class Row:
     # KerasTuner's `tuner/...` values (Hyperband's `tuner/epochs`, `tuner/trial_id`, ...), kept
     # apart because they describe the schedule, not the model, and would crowd the table.
     tuner_values: dict[str, Any] = field(default_factory=dict)
+    # The tie-breaking metric at the trial's best epoch (`TIEBREAK`), from summary.json.
+    tiebreak: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
         project_dir: The folder the search wrote (the one holding `run.json` and `trials/`).
 
     Returns:
-        The leaderboard: completed trials ranked by the objective (ties broken by trial id), then
+        The leaderboard: completed trials ranked by the objective (ties broken by `TIEBREAK`,
+        then by trial id), then
         running trials, then failed, invalid and unreadable ones, all unranked.
 
     Raises:
@@ -158,11 +161,14 @@ def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
         )
 
     rows = [
-        _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error)
+        _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective)
         for trial_id, state, error in states
     ]
     return Leaderboard(
-        objective=objective, direction=direction, rows=_rank(rows, direction), run=run
+        objective=objective,
+        direction=direction,
+        rows=_rank(rows, direction, objective),
+        run=run,
     )
 
 
@@ -220,8 +226,24 @@ def _direction_from_trials(
     return None
 
 
+# Ties on the objective are common on a small validation set (several trials at val_accuracy
+# 1.0): they are broken by the other metric of the pair, at the same best epoch. The recorder that
+# picks a trial's best epoch (tuner.engine) and the ranking here use the same rule, so the
+# leaderboard's first row is the model that is exported.
+TIEBREAK: dict[str, tuple[str, str]] = {
+    "val_accuracy": ("val_loss", "min"),
+    "val_loss": ("val_accuracy", "max"),
+    "accuracy": ("loss", "min"),
+    "loss": ("accuracy", "max"),
+}
+
+
 def _make_row(
-    trial_id: str, state: dict[str, Any] | None, trial_dir: Path, error: str | None
+    trial_id: str,
+    state: dict[str, Any] | None,
+    trial_dir: Path,
+    error: str | None,
+    objective: str = "",
 ) -> Row:
     if state is None:
         return _empty_row(trial_id, _UNREADABLE, _one_line(error))
@@ -244,6 +266,9 @@ def _make_row(
         seconds_finetune=_number(phase2.get("seconds")),
         reason=reason,
         tuner_values={k: v for k, v in values.items() if k.startswith(_TUNER_PREFIX)},
+        tiebreak=_number((summary.get("best") or {}).get(TIEBREAK[objective][0]))
+        if isinstance(summary.get("best"), dict) and objective in TIEBREAK
+        else None,
     )
 
 
@@ -357,12 +382,14 @@ def _group(row: Row) -> int:
     return 4
 
 
-def _rank(rows: list[Row], direction: str) -> tuple[Row, ...]:
+def _rank(rows: list[Row], direction: str, objective: str = "") -> tuple[Row, ...]:
     sign = -1.0 if direction == "max" else 1.0
+    tie_sign = -1.0 if TIEBREAK.get(objective, ("", "min"))[1] == "max" else 1.0
 
-    def key(row: Row) -> tuple[int, float, tuple[int, int, str]]:
+    def key(row: Row) -> tuple[int, float, float, tuple[int, int, str]]:
         score = sign * row.score if _is_ranked(row) else 0.0
-        return (_group(row), score, _trial_id_key(row.trial_id))
+        tie = tie_sign * row.tiebreak if _is_ranked(row) and row.tiebreak is not None else math.inf
+        return (_group(row), score, tie, _trial_id_key(row.trial_id))
 
     # Ranked trials sort first, so a ranked trial's position is its rank.
     return tuple(
