@@ -165,3 +165,11 @@ def test_a_time_budget_stops_starting_trials_and_a_rerun_continues(search_config
     tuner = cli.search(cli.prepare(config.replace(time_budget=None), load_space(family="tiny")))
     assert not tuner.out_of_time
     assert len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]) == 2
+
+
+def test_a_budget_spent_before_the_first_trial_says_so(tmp_path, capsys):
+    data = make_folder(tmp_path / "data")
+    assert cli.main(base_args(data, tmp_path / "project") + ["--time-budget", "0.001"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "spent before the first trial" in err
+    assert "--time-budget" in err

@@ -377,7 +377,9 @@ class Workbench:
                 stats.standardize(self.pooled(name, "val")),
                 np.asarray(self.val.labels),
                 self.n_classes,
-                select_on="loss" if self.config.objective.endswith("loss") else "accuracy",
+                # Log-loss ranks the regularization strengths more finely than accuracy does
+                # on a small validation set, where accuracy moves in steps of one image.
+                select_on="loss",
             )
             self.overhead_seconds += time.perf_counter() - start
         return self._linear[name]
@@ -807,6 +809,8 @@ class TransferTuner(kt.Tuner):
     ) -> None:
         self.bench = bench
         self.deadline = deadline  # time.monotonic() after which no trial starts; None: no limit
+        self._trial_seconds: list[float] = []  # wall time of each trial this process ran
+        self._trial_started = 0.0
         self.out_of_time = False
         self.trial_number = 0
         self.consecutive_failures = 0
@@ -827,8 +831,15 @@ class TransferTuner(kt.Tuner):
         self.oracle.update_space(hp)
 
     def pre_create_trial(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise _OutOfTime
+        # A trial that starts is allowed to finish, so one is started only when a trial of the
+        # mean length so far still fits before the deadline.
+        if self.deadline is not None:
+            if time.monotonic() + self._mean_trial_seconds() >= self.deadline:
+                raise _OutOfTime
+
+    def _mean_trial_seconds(self) -> float:
+        seconds = self._trial_seconds
+        return sum(seconds) / len(seconds) if seconds else 0.0
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         """KerasTuner's search, stopped before a new trial once the time budget is spent.
@@ -846,6 +857,7 @@ class TransferTuner(kt.Tuner):
         return Path(self.get_trial_dir(trial_id)) / CHECKPOINT
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        self._trial_started = time.monotonic()
         super().on_trial_begin(trial)
         # Counted over the whole project, so a resumed search goes on from where it stopped.
         trials = getattr(self.oracle, "trials", None)
@@ -857,6 +869,7 @@ class TransferTuner(kt.Tuner):
         # failures of earlier runs too, so a resumed search would stop again at once: the limit
         # is counted here instead, over this process's trials.
         super().on_trial_end(trial)
+        self._trial_seconds.append(time.monotonic() - self._trial_started)
         if trial.status == kt.engine.trial.TrialStatus.FAILED:
             self.consecutive_failures += 1
         else:

@@ -502,6 +502,12 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
     from tuner import engine
     from tuner.leaderboard import load_leaderboard, render
 
+    if tuner.out_of_time and not tuner.oracle.trials:
+        raise TunerError(
+            f"The time budget ({config.time_budget:g}s) was spent before the first trial "
+            "started (data loading and caching count too); pass a larger --time-budget. What "
+            "was decoded and cached is kept, so a rerun starts faster."
+        )
     render(load_leaderboard(config.project_dir), console=console)
     best = engine.completed_trials(tuner)
     if not best:
