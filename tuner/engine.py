@@ -344,7 +344,7 @@ class Workbench:
                 input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
             )
             pixels = self.pixels(which, size)
-            batch = max(8, min(64, self.config.batch_size))
+            batch = build_batch(self.config.batch_size)
             with self.display.build_progress(f"pooling {which} features", len(pixels)) as update:
                 parts = []
                 for begin in range(0, len(pixels), batch):
