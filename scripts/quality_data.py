@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_VERSION = "quality-data-v3"  # bump when any drawing changes, so old folders are rebuilt
+DATA_VERSION = "quality-data-v4"  # bump when any drawing changes, so old folders are rebuilt
 MARKER = ".complete"  # hidden: tuner.data.scan ignores it
 SPLITS = ("train", "val", "test")
 MIN_SIDE, MAX_SIDE = 80, 140  # image sides, drawn independently: non-square, varied
@@ -50,6 +50,10 @@ MIN_CONTRAST = 180.0  # luminance difference between foreground and background (
 POLARITY = "dark"  # "dark": the glyph is always darker than the background; or "random"
 TINT = 0.0  # colours are a random grey level plus a random tint of up to this much per channel;
 # None: fully random RGB colours
+
+# How each class's source glyphs are shared out between train, val and test: fixed, so that a
+# larger test split draws more images of its own glyphs without taking glyphs from training.
+GLYPH_SHARES = (3, 1, 2)
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -170,8 +174,8 @@ def _digit_pools(spec: DatasetSpec, rng: np.random.Generator) -> dict[str, dict[
     pools: dict[str, dict[str, np.ndarray]] = {}
     for class_name, digit in spec.classes:
         members = rng.permutation(np.flatnonzero(digits.target == digit))
-        # Glyphs shared out in proportion to the images each split draws, at least one each.
-        weights = np.asarray(spec.counts, dtype=np.float64)
+        # Glyphs shared out by GLYPH_SHARES, at least one each.
+        weights = np.asarray(GLYPH_SHARES, dtype=np.float64)
         cuts = np.round(np.cumsum(weights / weights.sum())[:-1] * len(members)).astype(int)
         cuts = np.clip(cuts, [1, 2], len(members) - np.array([2, 1]))
         parts = np.split(members, cuts)
@@ -218,6 +222,7 @@ def _marker_text(spec: DatasetSpec) -> str:
         "min_contrast": MIN_CONTRAST,
         "polarity": POLARITY,
         "tint": TINT,
+        "glyph_shares": GLYPH_SHARES,
         "sides": (MIN_SIDE, MAX_SIDE),
     }
     text = {"version": DATA_VERSION, "spec": asdict(spec), "digits": drawing}
