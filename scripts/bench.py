@@ -20,7 +20,7 @@ What is counted:
                   them and is reported separately ("between trials").
     training      the `fit()` seconds of both phases from `summary.json` (first-epoch tracing
                   included; cache builds excluded).
-    outside       (wall - training) / wall; `Workbench.overhead_seconds` is reported beside it.
+    outside       (wall - training) / wall; `Workbench.overhead.seconds` is reported beside it.
 
 The cached run goes first and pays for TensorFlow's first-use warm-up, which favours the no-cache
 run. Both runs share 2 noisy CPU cores with whatever else runs on the machine: rerun before
@@ -169,9 +169,9 @@ class RunResult:
     """What one search cost and scored."""
 
     label: str  # "cached" or "no-cache"
-    prepare_s: float  # cli.prepare(): scan, decode, split, backbone build, random init
-    search_s: float  # cli.search()
-    overhead_s: float  # Workbench.overhead_seconds after the search
+    prepare_s: float  # engine.prepare(): scan, decode, split, backbone build, random init
+    search_s: float  # engine.run_search()
+    overhead_s: float  # Workbench.overhead.seconds after the search
     best: float | None  # the oracle's best val_accuracy over completed trials
     n_classes: int
     train_images: int
@@ -226,44 +226,41 @@ def run_search(
     from rich.console import Console
 
     from tuner import engine
-    from tuner import search as cli
-    from tuner.backbones import get_backbone
     from tuner.display import SearchDisplay
+    from tuner.hp import searched
+    from tuner.project import SUMMARY_FILE
 
     # Fresh Keras state for each run: the same auto-generated layer names, no leftover graphs.
     keras.backend.clear_session()
     gc.collect()
     display = SearchDisplay(console=Console(stderr=True), verbose=1 if verbose else 0)
     started = time.perf_counter()
-    bench = cli.prepare(config, space, display)
+    bench = engine.prepare(config, space, display)
     prepared = time.perf_counter()
     if before_search is not None:
         before_search(bench)
     resumed = time.perf_counter()
-    tuner = cli.search(bench)
+    tuner = engine.run_search(bench)
     finished = time.perf_counter()
 
     trials = []
     for trial_id in sorted(tuner.oracle.trials, key=_trial_order):
-        path = Path(tuner.get_trial_dir(trial_id)) / engine.SUMMARY
+        path = Path(tuner.get_trial_dir(trial_id)) / SUMMARY_FILE
         summary = json.loads(path.read_text()) if path.exists() else {"trial_id": trial_id}
         summary["status"] = tuner.oracle.trials[trial_id].status
-        summary["hyperparameters"] = engine.hp_values(
-            tuner.oracle.trials[trial_id].hyperparameters.values
-        )
+        summary["hyperparameters"] = searched(tuner.oracle.trials[trial_id].hyperparameters.values)
         trials.append(summary)
     completed = engine.completed_trials(tuner)
-    spec = get_backbone(config.backbones[0])
     result = RunResult(
         label=label,
         prepare_s=prepared - started,
         search_s=finished - resumed,
-        overhead_s=bench.overhead_seconds,
+        overhead_s=bench.overhead.seconds,
         best=float(completed[0].score) if completed else None,
-        n_classes=bench.n_classes,
-        train_images=len(bench.train),
-        val_images=len(bench.val),
-        init_file=str(bench.weights(spec).argument),
+        n_classes=bench.data.n_classes,
+        train_images=len(bench.data.train),
+        val_images=len(bench.data.val),
+        init_file=str(bench.features.weights(config.backbones[0]).argument),
         trials=trials,
     )
     del tuner, bench
@@ -316,7 +313,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     say(f"cached run done in {cached.wall_s:.1f}s")
 
     # The no-cache run must start from the very same random init: put the cached run's file where
-    # the no-cache Workbench looks, so it is loaded instead of drawn again.
+    # the no-cache search looks, so it is loaded instead of drawn again.
     init = projects["no-cache"] / "init" / init_name
     init.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(projects["cached"] / "init" / init_name, init)
@@ -463,7 +460,7 @@ def build_table(numbers: dict[str, Any], title: str) -> Any:
         "",
     )
     table.add_row(
-        "  Workbench.overhead_seconds", _s(c["overhead_seconds"]), _s(n["overhead_seconds"]), ""
+        "  Workbench.overhead.seconds", _s(c["overhead_seconds"]), _s(n["overhead_seconds"]), ""
     )
     table.add_row(
         "phase 1 per epoch (mean)",

@@ -190,10 +190,10 @@ def load_split(folder: Path, size: int, class_names: tuple[str, ...] | None = No
     """Scan and decode one split with the search's own loader; labels follow `class_names`."""
     import numpy as np
 
-    from tuner import data
+    from tuner import data, decode
 
     images, skipped = data.scan(folder)
-    kept, pixels, bad = data.load_pixels(images, size)
+    kept, pixels, bad = decode.load_pixels(images, size)
     if skipped or bad:
         raise RuntimeError(f"{folder}: {data.summarize_skipped(list(skipped) + list(bad))}")
     labels = np.asarray(kept.labels)
@@ -223,7 +223,7 @@ def initial_backbone(case: Case, weights: str):
     from tuner.backbones import build_backbone, get_backbone
 
     # The search draws `--weights none` with set_random_seed(--seed) then build_backbone
-    # (tuner.engine.Workbench._ensure_random_init); doing the same gives the same weights.
+    # (tuner.features.resolve_weights); doing the same gives the same weights.
     keras.utils.set_random_seed(SEARCH_SEED)
     return build_backbone(get_backbone(case.backbone), case.image_size, weights)
 

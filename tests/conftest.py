@@ -92,3 +92,64 @@ def search_config(tmp_path: Path, image_folder: Path):
         return SearchConfig(**settings)
 
     return make
+
+
+FIXED_SPACE = """
+[head.units]
+type = "fixed"
+value = 16
+
+[head.dropout]
+type = "fixed"
+value = 0.0
+
+[head.learning_rate]
+type = "fixed"
+value = 0.01
+
+[finetune.unfreeze_blocks]
+type = "fixed"
+value = {k}
+
+[finetune.learning_rate]
+type = "fixed"
+value = 0.001
+"""
+
+
+@pytest.fixture
+def fixed_space(tmp_path: Path):
+    """Writes a one-point space (a 16-unit head, unfreezing `k` blocks); returns its path."""
+
+    def make(k: int = 1) -> Path:
+        path = tmp_path / f"fixed{k}.toml"
+        path.write_text(FIXED_SPACE.format(k=k))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def prepared():
+    """`tuner.engine.prepare` for a config: the `Workbench` every trial shares. The space is the
+    tiny family's, with the config's --space file laid over it, unless one is given."""
+    from tuner.engine import prepare
+    from tuner.spaces import load_space
+
+    def make(config, space=None, display=None):
+        space = space or load_space(family="tiny", path=config.space)
+        return prepare(config, space, display)
+
+    return make
+
+
+@pytest.fixture
+def searched(prepared):
+    """Prepares and runs a search for a config; returns (workbench, tuner)."""
+    from tuner.engine import run_search
+
+    def make(config, space=None):
+        bench = prepared(config, space)
+        return bench, run_search(bench)
+
+    return make

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tuner import cache as cache_module
+from tuner import cache_io
 from tuner.cache import ArrayCache, CacheEntry, fingerprint
 from tuner.errors import CacheError
 
@@ -314,7 +315,7 @@ def _raise(code: int):
 def test_write_failure_mid_build_is_cache_error(tmp_path, monkeypatch, code):
     cache = ArrayCache(tmp_path)
     written: list[int] = []
-    real_write = cache_module._write_bytes
+    real_write = cache_io.write_bytes
 
     def write_then_fail(f, data):
         if written:
@@ -322,7 +323,7 @@ def test_write_failure_mid_build_is_cache_error(tmp_path, monkeypatch, code):
         written.append(1)
         real_write(f, data)
 
-    monkeypatch.setattr(cache_module, "_write_bytes", write_then_fail)
+    monkeypatch.setattr(cache_io, "write_bytes", write_then_fail)
     with pytest.raises(CacheError) as info:
         _build(cache)
     message = str(info.value)
@@ -335,7 +336,7 @@ def test_write_failure_mid_build_is_cache_error(tmp_path, monkeypatch, code):
 
 def test_disk_full_is_detected_before_producing(tmp_path, monkeypatch):
     cache = ArrayCache(tmp_path)
-    monkeypatch.setattr(cache_module.os, "posix_fallocate", _raise(errno.ENOSPC))
+    monkeypatch.setattr(cache_io.os, "posix_fallocate", _raise(errno.ENOSPC))
     calls: list[int] = []
     with pytest.raises(CacheError, match="No space left on device \\(ENOSPC\\)"):
         _build(cache, calls=calls)
@@ -344,7 +345,7 @@ def test_disk_full_is_detected_before_producing(tmp_path, monkeypatch):
 
 
 def test_unsupported_fallocate_is_ignored(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_module.os, "posix_fallocate", _raise(errno.EOPNOTSUPP))
+    monkeypatch.setattr(cache_io.os, "posix_fallocate", _raise(errno.EOPNOTSUPP))
     assert _build(ArrayCache(tmp_path)).built
 
 
@@ -357,7 +358,7 @@ def test_publish_failure_leaves_nothing(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "I/O error")
         real_replace(src, dst)
 
-    monkeypatch.setattr(cache_module.os, "replace", replace)
+    monkeypatch.setattr(cache_io.os, "replace", replace)
     with pytest.raises(CacheError, match="EIO"):
         _build(cache)
     assert _files(tmp_path) == []
@@ -370,7 +371,7 @@ def test_unwritable_root_is_cache_error(tmp_path, monkeypatch):
         ArrayCache(blocker / "cache")
 
     # Tests run as root, where chmod 555 does not stop writes: simulate a read-only mount.
-    monkeypatch.setattr(cache_module, "_write_bytes", _raise(errno.EROFS))
+    monkeypatch.setattr(cache_io, "write_bytes", _raise(errno.EROFS))
     with pytest.raises(CacheError, match="EROFS.*--cache-dir DIR"):
         ArrayCache(tmp_path / "ro")
     assert _files(tmp_path / "ro") == []

@@ -9,71 +9,63 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_engine import fixed_space
-from tuner import search as cli
-from tuner.spaces import load_space
+from tuner.engine import run_search
 
 
-def bench_for(config):
-    return cli.prepare(config, load_space(family="tiny", path=config.space))
-
-
-def test_entries_are_reused_and_invalidated_by_files_and_size(search_config):
+def test_entries_are_reused_and_invalidated_by_files_and_size(search_config, prepared):
     config = search_config()
-    bench = bench_for(config)
-    session = bench.session("tiny")
+    bench = prepared(config)
+    session = bench.features.session("tiny")
     key = session.cache_key("train", session.last)
     name = f"tiny-32-train-cut{session.last}"
-    assert bench.cache.lookup(name, key) is None
+    assert bench.features.cache.lookup(name, key) is None
     built = session.features("train", session.last)
-    entry = bench.cache.lookup(name, key)
+    entry = bench.features.cache.lookup(name, key)
     assert entry is not None
     np.testing.assert_array_equal(entry.array, built)
 
     # The same data in a new process-like workbench: same key, reused.
-    again = bench_for(config).session("tiny")
+    again = prepared(config).features.session("tiny")
     assert again.cache_key("train", again.last) == key
 
     # Touching one image changes the fingerprint, so the entry is rebuilt, never reused.
-    path = Path(bench.train.paths[0])
+    path = Path(bench.data.train.paths[0])
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    touched = bench_for(config).session("tiny")
+    touched = prepared(config).features.session("tiny")
     assert touched.cache_key("train", touched.last) != key
 
     # So does another input size.
-    resized = bench_for(config.replace(image_size=40)).session("tiny")
+    resized = prepared(config.replace(image_size=40)).features.session("tiny")
     assert resized.cache_key("train", resized.last) != key
 
 
-def test_a_corrupt_entry_is_rebuilt_not_used(search_config):
+def test_a_corrupt_entry_is_rebuilt_not_used(search_config, prepared):
     config = search_config()
-    bench = bench_for(config)
-    session = bench.session("tiny")
+    bench = prepared(config)
+    session = bench.features.session("tiny")
     good = np.array(session.features("val", session.last))
     (npy,) = config.resolved_cache_dir.glob(f"tiny-32-val-cut{session.last}-*.npy")
     data = bytearray(npy.read_bytes())
     data[-8:] = b"\xff" * 8  # flip the last values
     npy.write_bytes(bytes(data))
-    fresh = bench_for(config).session("tiny")
+    fresh = prepared(config).features.session("tiny")
     rebuilt = fresh.features("val", fresh.last)
     np.testing.assert_array_equal(np.asarray(rebuilt), good)
 
 
-def test_augmentation_caches_views_and_is_reported(search_config, tmp_path):
+def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixed_space, prepared):
     from tuner.leaderboard import build_table, load_leaderboard
 
-    config = search_config(
-        augment=True, augment_views=3, max_trials=1, space=fixed_space(tmp_path, 1)
-    )
-    bench = bench_for(config)
-    tuner = cli.search(bench)
-    session = bench.session("tiny")
+    config = search_config(augment=True, augment_views=3, max_trials=1, space=fixed_space(1))
+    bench = prepared(config)
+    tuner = run_search(bench)
+    session = bench.features.session("tiny")
     train = session.features("train", session.last)
-    assert train.shape[0] == 3 * len(bench.train)
-    views = np.asarray(train, dtype="float32").reshape(3, len(bench.train), -1)
+    assert train.shape[0] == 3 * len(bench.data.train)
+    views = np.asarray(train, dtype="float32").reshape(3, len(bench.data.train), -1)
     assert not np.allclose(views[0], views[1]), "the views should differ"
-    assert session.features("val", session.last).shape[0] == len(bench.val)
+    assert session.features("val", session.last).shape[0] == len(bench.data.val)
     run = json.loads((config.project_dir / "run.json").read_text())
     assert run["augment"] is True and run["augment_views"] == 3
     (summary_path,) = config.trials_dir.glob("trial_*/summary.json")
@@ -91,19 +83,21 @@ def test_augmentation_caches_views_and_is_reported(search_config, tmp_path):
     assert json.loads((tmp_path / "export" / "metadata.json").read_text())["augment"] is True
 
 
-def test_export_predicts_what_the_cached_path_predicts(search_config, tmp_path):
+def test_export_predicts_what_the_cached_path_predicts(
+    search_config, tmp_path, fixed_space, prepared
+):
     import keras
 
-    from tuner.engine import Pieces, completed_trials, export_best
-    from tuner.model import build_head
+    from tuner.engine import completed_trials, export_best
+    from tuner.model import Pieces, build_head
 
-    config = search_config(max_trials=1, space=fixed_space(tmp_path, 2), cache_dtype="float32")
-    bench = bench_for(config)
-    tuner = cli.search(bench)
+    config = search_config(max_trials=1, space=fixed_space(2), cache_dtype="float32")
+    bench = prepared(config)
+    tuner = run_search(bench)
     best = completed_trials(tuner)[0]
     pieces = Pieces.load(Path(tuner.get_trial_dir(best.trial_id)) / "checkpoint.npz")
-    session = bench.session("tiny")
-    head = build_head(session.n_features, units=16, dropout=0.0, n_classes=bench.n_classes)
+    session = bench.features.session("tiny")
+    head = build_head(session.n_features, units=16, dropout=0.0, n_classes=bench.data.n_classes)
     if pieces.cut is None:
         pieces.apply(head, None)
         cached = head(np.asarray(session.features("val", session.last)))
@@ -114,44 +108,46 @@ def test_export_predicts_what_the_cached_path_predicts(search_config, tmp_path):
         cached = head(top(np.asarray(session.features("val", pieces.cut))))
     path = export_best(tuner, best, tmp_path / "export")
     exported = keras.saving.load_model(path, safe_mode=True)
-    served = exported.predict(bench.pixels("val", 32), verbose=0)
+    served = exported.predict(bench.data.pixels("val", 32), verbose=0)
     np.testing.assert_allclose(served, np.asarray(cached), rtol=1e-4, atol=1e-5)
 
 
-def test_a_rerun_decodes_nothing_until_a_file_changes(search_config, monkeypatch):
-    from tuner import data as data_module
+def test_a_rerun_decodes_nothing_until_a_file_changes(search_config, monkeypatch, prepared):
+    from tuner import decode
 
     config = search_config()
-    first = bench_for(config)
-    expected = np.array(first.pixels("train", 32))
+    first = prepared(config)
+    expected = np.array(first.data.pixels("train", 32))
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data_module, "load_pixels", refuse)
-    again = bench_for(config)
-    np.testing.assert_array_equal(again.pixels("train", 32), expected)
-    assert again.train == first.train and again.val == first.val
+    monkeypatch.setattr(decode, "load_pixels", refuse)
+    again = prepared(config)
+    np.testing.assert_array_equal(again.data.pixels("train", 32), expected)
+    assert again.data.train == first.data.train and again.data.val == first.data.val
 
-    path = Path(first.train.paths[0])
+    path = Path(first.data.train.paths[0])
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with pytest.raises(AssertionError, match="decoded again"):
-        bench_for(config)
+        prepared(config)
 
 
-def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config):
+def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config, prepared):
     from tests.conftest import make_folder
     from tuner.errors import DataError
 
     data = make_folder(tmp_path / "small", per_class=1)  # one image a class: too small to split
     config = search_config(data=data, project_dir=tmp_path / "never")
     with pytest.raises(DataError):
-        bench_for(config)
+        prepared(config)
     assert not (tmp_path / "never").exists()
 
 
-def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_config, tmp_path):
+def test_every_trial_trains_on_activations_of_the_pretrained_weights(
+    search_config, tmp_path, fixed_space, prepared
+):
     """Trial 1 fine-tunes 3 blocks in place; trial 2 (1 block) derives its activations from the
     deepest cut through layers trial 1 changed. They must equal a fresh build's."""
     import keras
@@ -161,31 +157,31 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_conf
     from tuner.preprocessing import preprocessing_layers
 
     # Two trials: the defaults (k = 3) first, then the other choice (k = 1).
-    space = fixed_space(tmp_path, 3)
+    space = fixed_space(3)
     space.write_text(
         space.read_text()
         .replace('type = "fixed"\nvalue = 3', 'type = "choice"\nvalues = [3, 1]\ndefault = 3')
         .replace("value = 0.001", "value = 0.01")
     )
     config = search_config(space=space, max_trials=2, epochs_finetune=2, cache_dtype="float32")
-    bench = bench_for(config)
-    tuner = cli.search(bench)
+    bench = prepared(config)
+    tuner = run_search(bench)
     ks = [
         t.hyperparameters.values["finetune/unfreeze_blocks"] for t in tuner.oracle.trials.values()
     ]
     assert ks == [3, 1], "the defaults (k = 3) run first, then the other choice"
-    session = bench.session("tiny")
+    session = bench.features.session("tiny")
     cut = session.cut(1)
     used = np.asarray(session.features("train", cut))
 
-    fresh = bench.build_backbone(get_backbone("tiny"))  # the same init file, untouched
+    fresh = bench.features.build_backbone(get_backbone("tiny"))  # the same init file, untouched
     bottom, _ = split(fresh, cut)
     inputs = keras.Input((32, 32, 3))
     x = inputs
     for layer in preprocessing_layers(get_backbone("tiny").preprocessing):
         x = layer(x)
     expected = keras.Model(inputs, bottom(x)).predict(
-        bench.pixels("train", 32).astype("float32"), verbose=0
+        bench.data.pixels("train", 32).astype("float32"), verbose=0
     )
     np.testing.assert_allclose(used, expected, rtol=1e-4, atol=1e-5)
     # Trial 1 really moved the layers in between (the shared model still holds them), so the
@@ -210,7 +206,7 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(search_conf
     [(1.0, "float16"), (1e-3, "float16"), (1e-5, "float32"), (2e-12, "float32"), (1e5, "float32")],
 )
 def test_float16_is_kept_only_where_it_holds_the_values(scale, expected):
-    from tuner.engine import storage_dtype
+    from tuner.activations import storage_dtype
 
     rng = np.random.default_rng(0)
     sample = (0.5 + rng.random((8, 16))).astype("float32") * scale
@@ -220,8 +216,8 @@ def test_float16_is_kept_only_where_it_holds_the_values(scale, expected):
 
 
 def test_an_entry_of_zeros_or_nan_is_never_published(tmp_path):
+    from tuner.activations import checked
     from tuner.cache import ArrayCache
-    from tuner.engine import checked
     from tuner.errors import TunerError
 
     cache = ArrayCache(tmp_path / "cache")
@@ -241,31 +237,31 @@ def test_an_entry_of_zeros_or_nan_is_never_published(tmp_path):
     assert not list((tmp_path / "cache").glob("*.npy"))
 
 
-def test_random_init_features_do_not_underflow_the_cache(search_config):
+def test_random_init_features_do_not_underflow_the_cache(search_config, prepared):
     """MobileNetV2 at 48 px, random init: pooled features about 1e-12, which float16 flushes to
     zero. The entry is stored as float32, non-zero, and the head sees them standardized."""
     config = search_config(backbones=("mobilenetv2",), image_size=48)
-    bench = bench_for(config)
-    session = bench.session("mobilenetv2")
+    bench = prepared(config)
+    session = bench.features.session("mobilenetv2")
     pooled = session.features("train", session.last)
     assert pooled.dtype == np.float32
     assert np.any(pooled != 0) and np.abs(pooled).max() < 1e-3
-    stats = bench.feature_stats("mobilenetv2")
+    stats = bench.features.feature_stats("mobilenetv2")
     z = stats.standardize(pooled)
     assert 0.5 < float(np.abs(z).mean()) < 2.0
 
 
-def test_cache_keys_cover_what_the_bytes_depend_on(search_config):
+def test_cache_keys_cover_what_the_bytes_depend_on(search_config, prepared):
     import tensorflow as tf
 
-    from tuner.engine import build_batch
+    from tuner.activations import build_batch
 
     config = search_config(augment=True)
-    session = bench_for(config).session("tiny")
+    session = prepared(config).features.session("tiny")
     key = session.cache_key("train", session.last)
     assert key["tensorflow"] == tf.__version__
-    assert key["augment"]["batch"] == build_batch(config.batch_size)
+    assert key["augment"]["batch"] == build_batch(config)
     assert key["seed"] == config.seed  # a random init is drawn from the seed
     for changed in (config.replace(seed=2), config.replace(batch_size=64)):
-        other = bench_for(changed).session("tiny")
+        other = prepared(changed).features.session("tiny")
         assert other.cache_key("train", other.last) != key

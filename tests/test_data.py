@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tuner import data
+from tuner import data, decode
 from tuner.data import ImageSet, Skipped
 from tuner.errors import ConfigError, DataError
 
@@ -193,7 +193,7 @@ def test_every_extension_in_any_case_is_found_and_decoded(tmp_path, ext):
     write(tmp_path / "blue" / f"b{ext}", image_bytes(ext, (20, 20, 220)))
     images, skipped = data.scan(tmp_path)
     assert skipped == [] and len(images) == 2
-    kept, pixels, bad = data.load_pixels(images, 4)
+    kept, pixels, bad = decode.load_pixels(images, 4)
     assert bad == [] and pixels.shape == (2, 4, 4, 3)
     blue, red = pixels[0].mean(axis=(0, 1)), pixels[1].mean(axis=(0, 1))
     assert blue[2] > 180 and blue[0] < 60
@@ -227,7 +227,7 @@ def test_names_with_spaces_and_non_ascii_work(tmp_path):
     images, skipped = data.scan(tmp_path)
     assert skipped == []
     assert images.class_names == ("café", "chat noir")
-    kept, pixels, bad = data.load_pixels(images, 8)
+    kept, pixels, bad = decode.load_pixels(images, 8)
     assert bad == [] and len(kept) == 3 and pixels.shape == (3, 8, 8, 3)
 
 
@@ -319,7 +319,7 @@ def test_load_pixels_skips_links_that_broke_after_scan(tmp_path):
     images, _ = data.scan(tmp_path)
     os.remove(images.paths[0])
     os.symlink(images.paths[0], images.paths[0])  # now a link to itself
-    kept, pixels, skipped = data.load_pixels(images, 4)
+    kept, pixels, skipped = decode.load_pixels(images, 4)
     assert [s.reason for s in skipped] == ["symlink loop"]
     assert len(kept) == len(pixels) == 5
 
@@ -331,7 +331,7 @@ def test_a_fifo_named_like_an_image_never_blocks(tmp_path):
     images, skipped = data.scan(tmp_path)
     assert reasons(skipped) == {"pipe.jpg": "not a regular file"}
     fifo = ImageSet((str(tmp_path / "cat" / "pipe.jpg"),), [0], ("cat", "dog"))
-    _, pixels, bad = data.load_pixels(fifo, 4)
+    _, pixels, bad = decode.load_pixels(fifo, 4)
     assert len(pixels) == 0 and [s.reason for s in bad] == ["not a regular file"]
 
 
@@ -347,7 +347,7 @@ def test_unreadable_file_is_skipped(tmp_path):
         images, skipped = data.scan(tmp_path)
         assert reasons(skipped) == {"secret.png": "permission denied"}
         lone = ImageSet((str(secret),), [0], ("cat", "dog"))
-        _, _, bad = data.load_pixels(lone, 4)
+        _, _, bad = decode.load_pixels(lone, 4)
         assert [s.reason for s in bad] == ["permission denied"]
     finally:
         secret.chmod(0o644)
@@ -369,7 +369,7 @@ def test_permission_denied_is_skipped_even_as_root(tmp_path, monkeypatch):
     images, skipped = data.scan(tmp_path)
     assert reasons(skipped) == {"secret.png": "permission denied"}
     lone = ImageSet((secret,), [0], ("cat", "dog"))
-    _, _, bad = data.load_pixels(lone, 4)
+    _, _, bad = decode.load_pixels(lone, 4)
     assert [s.reason for s in bad] == ["permission denied"]
 
 
@@ -384,7 +384,7 @@ def test_file_names_that_are_not_utf8_work(tmp_path):
         pytest.skip("this file system refuses names that are not UTF-8")
     images, skipped = data.scan(tmp_path)
     assert skipped == [] and images.counts() == {"cat": 3, "dog": 4}
-    kept, _, bad = data.load_pixels(images, 4)
+    kept, _, bad = decode.load_pixels(images, 4)
     assert bad == [] and len(kept) == 7
     data.write_skipped([Skipped(p, "example") for p in images.paths], tmp_path / "skipped.txt")
     assert len((tmp_path / "skipped.txt").read_text(encoding="utf-8").splitlines()) == 7
@@ -470,7 +470,7 @@ def test_load_pixels_shapes_order_and_progress(tmp_path):
     two_classes(tmp_path, per_class=3)
     images, _ = data.scan(tmp_path)
     done: list[int] = []
-    kept, pixels, skipped = data.load_pixels(images, 5, progress=done.append)
+    kept, pixels, skipped = decode.load_pixels(images, 5, progress=done.append)
     assert kept == images and skipped == []
     assert pixels.dtype == np.uint8 and pixels.shape == (6, 5, 5, 3)
     assert done == [1, 2, 3, 4, 5, 6]
@@ -480,7 +480,7 @@ def test_load_pixels_shapes_order_and_progress(tmp_path):
 @pytest.mark.parametrize("size", [0, -3, 2.5, True])
 def test_load_pixels_size_must_be_a_positive_integer(size):
     with pytest.raises(ConfigError, match="size="):
-        data.load_pixels(_many({"a": 1, "b": 1}), size)
+        decode.load_pixels(_many({"a": 1, "b": 1}), size)
 
 
 def test_grayscale_and_rgba_become_rgb(tmp_path):
@@ -492,16 +492,16 @@ def test_grayscale_and_rgba_become_rgb(tmp_path):
         write(tmp_path / "rgba.png", png_bytes(rgba)),
     ]
     for path in paths:
-        pixels = data.read_image(path)
+        pixels = decode.read_image(path)
         assert pixels.shape == (6, 8, 3) and pixels.dtype == np.uint8
-    assert (data.read_image(paths[0]) == np.repeat(gray, 3, axis=-1)).all()
-    assert (data.read_image(paths[2]) == rgba[..., :3]).all()  # alpha dropped, colours kept
+    assert (decode.read_image(paths[0]) == np.repeat(gray, 3, axis=-1)).all()
+    assert (decode.read_image(paths[2]) == rgba[..., :3]).all()  # alpha dropped, colours kept
 
 
 def test_16_bit_png_becomes_8_bit(tmp_path):
     wide = (np.arange(48, dtype=np.uint16).reshape(4, 4, 3) * 5) * 257
     path = write(tmp_path / "deep.png", tf.io.encode_png(tf.constant(wide)).numpy())
-    pixels = data.read_image(path)
+    pixels = decode.read_image(path)
     assert pixels.dtype == np.uint8
     assert (pixels == wide // 257).all()
 
@@ -513,7 +513,7 @@ def test_animated_gif_gives_its_first_frame(tmp_path):
     palette = [[250, 0, 0], [0, 250, 0], [0, 0, 250]]
     path = write(tmp_path / "anim.gif", gif_bytes([first, second], palette))
     assert tf.io.decode_gif(path.read_bytes()).shape[0] == 2  # really two frames
-    assert (data.read_image(path) == np.array(palette, np.uint8)[first]).all()
+    assert (decode.read_image(path) == np.array(palette, np.uint8)[first]).all()
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
@@ -522,7 +522,7 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
     buffer = io.BytesIO()
     pil.fromarray(rgb).convert("CMYK").save(buffer, "JPEG", quality=95)
     path = write(tmp_path / "cmyk.jpg", buffer.getvalue())
-    pixels = data.read_image(path)
+    pixels = decode.read_image(path)
     assert pixels.shape == (16, 16, 3)
     assert np.abs(pixels.astype(int) - rgb).mean() < 12
 
@@ -542,7 +542,7 @@ def test_hostile_files_are_skipped_with_reasons(tmp_path):
     for name, content in files.items():
         write(tmp_path / name, content)
     images = ImageSet(tuple(str(tmp_path / n) for n in files), [0, 1] * 4, ("a", "b"))
-    kept, pixels, skipped = data.load_pixels(images, 8)
+    kept, pixels, skipped = decode.load_pixels(images, 8)
     assert names(kept) == ["good.jpg", "good.png"]
     assert pixels.shape == (2, 8, 8, 3)
     found = reasons(skipped)
@@ -558,7 +558,7 @@ def test_hostile_files_are_skipped_with_reasons(tmp_path):
 def test_read_image_raises_a_data_error_with_the_reason(tmp_path):
     path = write(tmp_path / "zero.jpg", b"")
     with pytest.raises(DataError, match=r"zero\.jpg.*zero-byte file"):
-        data.read_image(path)
+        decode.read_image(path)
 
 
 def _huge_png(width: int, height: int) -> bytes:
@@ -617,7 +617,7 @@ def test_huge_images_are_skipped_from_their_header_without_decoding(tmp_path, mo
 
     monkeypatch.setattr(tf.io, "decode_image", spy)
     images = ImageSet(tuple(str(tmp_path / n) for n in files), [0, 1, 0, 1, 0], ("a", "b"))
-    kept, pixels, skipped = data.load_pixels(images, 4)
+    kept, pixels, skipped = decode.load_pixels(images, 4)
     assert names(kept) == ["fine.png"] and pixels.shape == (1, 4, 4, 3)
     assert len(decoded) == 1  # only fine.png reached the decoder
     for name in ("huge.png", "huge.jpg", "huge.gif", "huge.bmp"):
@@ -626,9 +626,9 @@ def test_huge_images_are_skipped_from_their_header_without_decoding(tmp_path, mo
 
 def test_pixel_limit_is_the_module_constant(tmp_path, monkeypatch):
     path = write(tmp_path / "a.png", png_bytes(_rgb((9, 9, 9), (10, 10))))
-    monkeypatch.setattr(data, "MAX_PIXELS", 99)
+    monkeypatch.setattr(decode, "MAX_PIXELS", 99)
     with pytest.raises(DataError, match=r"too large \(10x10 > 9.9e-05 megapixels\)"):
-        data.read_image(path)
+        decode.read_image(path)
 
 
 def test_resize_equals_keras_resizing_layer(tmp_path):
@@ -639,7 +639,7 @@ def test_resize_equals_keras_resizing_layer(tmp_path):
     path = write(tmp_path / "x.png", png_bytes(source))
     images = ImageSet((str(path),), [0], ("a", "b"))
     for size in (16, 24, 96):  # down and up
-        _, pixels, _ = data.load_pixels(images, size)
+        _, pixels, _ = decode.load_pixels(images, size)
         layer = keras.layers.Resizing(size, size, interpolation="bilinear")
         expected = keras.ops.convert_to_numpy(layer(source[None].astype("float32")))[0]
         assert np.abs(pixels[0].astype(np.float32) - expected).max() <= 0.5 + 1e-4

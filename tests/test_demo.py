@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from tuner import data, demo
+from tuner import data, decode, demo
 from tuner.errors import DataError
 
 
@@ -46,7 +46,7 @@ def test_classes_counts_and_readme(built):
 
 def test_images_decode_to_64px_rgb_and_mean_colour_does_not_give_the_class(built):
     images, _ = data.scan(built)
-    kept, pixels, skipped = data.load_pixels(images, demo.DEMO_IMAGE_SIZE)
+    kept, pixels, skipped = decode.load_pixels(images, demo.DEMO_IMAGE_SIZE)
     assert skipped == [] and pixels.shape == (len(images), 64, 64, 3)
     # The per-class mean colours sit close together compared with how much images vary.
     means = pixels.reshape(len(pixels), -1, 3).mean(axis=1)

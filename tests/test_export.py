@@ -10,18 +10,17 @@ import textwrap
 
 import numpy as np
 
-from tuner import search as cli
-from tuner.engine import completed_trials, export_best
+from tuner.engine import completed_trials, export_best, run_search
 from tuner.spaces import load_space
 
 
-def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tmp_path):
+def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tmp_path, prepared):
     config = search_config(max_trials=1)
-    bench = cli.prepare(config, load_space(family="tiny"))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny"))
+    tuner = run_search(bench)
     best = completed_trials(tuner)[0]
     path = export_best(tuner, best, tmp_path / "export")
-    images = bench.pixels("val", 32)
+    images = bench.data.pixels("val", 32)
     expected = tuner.load_model(best).predict(images.astype("float32"), verbose=0)
     np.save(tmp_path / "images.npy", images)
     script = textwrap.dedent(f"""
@@ -35,16 +34,16 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
     got = np.load(tmp_path / "out.npy")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
-    assert metadata["class_names"] == list(bench.class_names)
+    assert metadata["class_names"] == list(bench.data.class_names)
     assert metadata["trial_id"] == best.trial_id
 
 
-def test_export_resizes_raw_images_of_any_size(search_config, tmp_path):
+def test_export_resizes_raw_images_of_any_size(search_config, tmp_path, prepared):
     import keras
 
     config = search_config(max_trials=1)
-    bench = cli.prepare(config, load_space(family="tiny"))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny"))
+    tuner = run_search(bench)
     path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
     model = keras.saving.load_model(path, safe_mode=True)
     out = model.predict(np.zeros((2, 50, 70, 3), dtype="uint8"), verbose=0)
@@ -52,7 +51,7 @@ def test_export_resizes_raw_images_of_any_size(search_config, tmp_path):
     assert np.all((out >= 0) & (out <= 1))
 
 
-def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_config):
+def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_config, prepared):
     """The export, given each validation file decoded at its own size (it resizes inside),
     reproduces the best trial's validation accuracy to within one image."""
     import keras
@@ -68,29 +67,29 @@ def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_con
             image = draw(label, rng, 80)[:height, :width]
             write_jpeg(data / label / f"{i}.jpg", image)
     config = search_config(data=data, max_trials=3, epochs_finetune=2)  # float16 cache
-    bench = cli.prepare(config, load_space(family="tiny"))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny"))
+    tuner = run_search(bench)
     best = completed_trials(tuner)[0]
     model = keras.saving.load_model(export_best(tuner, best, tmp_path / "export"), safe_mode=True)
     correct = 0
-    for path, label in zip(bench.val.paths, bench.val.labels, strict=True):
+    for path, label in zip(bench.data.val.paths, bench.data.val.labels, strict=True):
         image = tf.io.decode_image(open(path, "rb").read(), channels=3).numpy()
         assert image.shape[:2] != (32, 32)
         probabilities = model.predict(image[None], verbose=0)[0]
         correct += int(np.argmax(probabilities) == label)
-    served = correct / len(bench.val)
-    assert abs(served - best.score) <= 1 / len(bench.val) + 1e-9, (served, best.score)
+    served = correct / len(bench.data.val)
+    assert abs(served - best.score) <= 1 / len(bench.data.val) + 1e-9, (served, best.score)
 
 
-def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path):
+def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path, prepared):
     import keras
 
     config = search_config(max_trials=1, augment=True, augment_views=2)
-    bench = cli.prepare(config, load_space(family="tiny"))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny"))
+    tuner = run_search(bench)
     path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
     model = keras.saving.load_model(path, safe_mode=True)
-    images = bench.pixels("val", 32).astype("float32")
+    images = bench.data.pixels("val", 32).astype("float32")
     direct = np.asarray(model(images))
     np.testing.assert_allclose(direct, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
     names = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]

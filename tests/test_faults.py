@@ -290,7 +290,7 @@ def inject_failure(kind: str, monkeypatch) -> None:
     """Make the first trial fail in one way, from inside the trial."""
     import tensorflow as tf
 
-    from tuner import engine
+    from tuner import engine, training
 
     if kind == "oom":
         real_run = engine.TransferTuner._run
@@ -302,7 +302,7 @@ def inject_failure(kind: str, monkeypatch) -> None:
 
         monkeypatch.setattr(engine.TransferTuner, "_run", run)
     elif kind == "model":
-        real_head = engine.build_head
+        real_head = training.build_head
         calls = []
 
         def build_head(n_features, **kwargs):
@@ -310,6 +310,8 @@ def inject_failure(kind: str, monkeypatch) -> None:
             # The first trial's head expects the wrong feature width: Keras raises as it is built.
             return real_head(n_features + (3 if len(calls) == 1 else 0), **kwargs)
 
+        # The cached path builds heads in tuner.training, the full model in tuner.engine.
+        monkeypatch.setattr(training, "build_head", build_head)
         monkeypatch.setattr(engine, "build_head", build_head)
 
 
@@ -323,8 +325,9 @@ def inject_failure(kind: str, monkeypatch) -> None:
     ids=["diverged", "out-of-memory", "error-in-model"],
 )
 def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
-    search_config, tmp_path, monkeypatch, kind, expected
+    search_config, tmp_path, monkeypatch, kind, expected, prepared
 ):
+    from tuner.engine import run_search
     from tuner.leaderboard import load_leaderboard
     from tuner.spaces import load_space
 
@@ -335,8 +338,8 @@ def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
         space = two_trial_space(tmp_path)
         inject_failure(kind, monkeypatch)
     config = search_config(space=space, max_trials=2, epochs_head=2, epochs_finetune=1)
-    bench = cli.prepare(config, load_space(family="tiny", path=space))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny", path=space))
+    tuner = run_search(bench)
 
     statuses = sorted(t.status for t in tuner.oracle.trials.values())
     assert statuses == ["COMPLETED", "FAILED"]
@@ -360,17 +363,17 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
 ):
     import tensorflow as tf
 
-    from tuner import engine
+    from tuner import training
     from tuner.leaderboard import load_leaderboard
 
     project = tmp_path / "project"
     args = cli_args(image_folder, project, trials=4, head=1, finetune=1)
-    real_fit = engine._Plan.fit
+    real_fit = training._Plan.fit
 
     def out_of_memory(self, *a, **k):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr(engine._Plan, "fit", out_of_memory)
+    monkeypatch.setattr(training._Plan, "fit", out_of_memory)
     assert cli.main(args) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "3 consecutive failed trials" in err
@@ -379,7 +382,7 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
     assert [s["status"] for s in trial_states(project).values()] == ["FAILED"] * 3
 
     # The cause is fixed: the same command continues the search where it stopped.
-    monkeypatch.setattr(engine._Plan, "fit", real_fit)
+    monkeypatch.setattr(training._Plan, "fit", real_fit)
     assert cli.main(args) == 0
     rows = load_leaderboard(project).rows
     assert sorted(r.status for r in rows) == ["COMPLETED", "FAILED", "FAILED", "FAILED"]
@@ -508,10 +511,11 @@ def test_full_disk_while_writing_a_checkpoint(tmp_path, capsys, monkeypatch, ima
 
 def test_full_disk_while_writing_a_cache_entry(tmp_path, capsys, monkeypatch, image_folder):
     from tuner import cache as cache_module
+    from tuner import cache_io
 
     project = tmp_path / "project"
     args = cli_args(image_folder, project)
-    real_write = cache_module._write_bytes
+    real_write = cache_io.write_bytes
     writes = []
 
     def write_until_full(f, data):
@@ -521,7 +525,7 @@ def test_full_disk_while_writing_a_cache_entry(tmp_path, capsys, monkeypatch, im
                 enospc()
         real_write(f, data)
 
-    monkeypatch.setattr(cache_module, "_write_bytes", write_until_full)
+    monkeypatch.setattr(cache_io, "write_bytes", write_until_full)
     assert cli.main(args) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "No space left on device" in err and "--cache-dir" in err
@@ -529,7 +533,7 @@ def test_full_disk_while_writing_a_cache_entry(tmp_path, capsys, monkeypatch, im
     assert not leftovers(cache_dir)
     assert not [p for p in cache_dir.glob("*.npy") if not p.with_suffix(".json").exists()]
 
-    monkeypatch.setattr(cache_module, "_write_bytes", real_write)
+    monkeypatch.setattr(cache_io, "write_bytes", real_write)
     assert cli.main(args) == 0
     states = trial_states(project)
     assert len(states) == 2 and all(s["status"] == "COMPLETED" for s in states.values())
@@ -586,18 +590,18 @@ def walk(node):
             yield from walk(value)
 
 
-def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch):
+def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, prepared):
     import pickle
 
     import keras
 
     from tuner.cache import ArrayCache
-    from tuner.engine import completed_trials, export_best
+    from tuner.engine import completed_trials, export_best, run_search
     from tuner.spaces import load_space
 
     config = search_config(max_trials=1, epochs_head=1, epochs_finetune=1)
     space = load_space(family="tiny")
-    tuner = cli.search(cli.prepare(config, space))
+    tuner = run_search(prepared(config, space))
     path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
 
     keras.saving.load_model(path, safe_mode=True)
@@ -632,7 +636,7 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    tuner = cli.search(cli.prepare(config.replace(max_trials=2), space))
+    tuner = run_search(prepared(config.replace(max_trials=2), space))
     assert sorted(t.status for t in tuner.oracle.trials.values()) == ["COMPLETED"] * 2
     # The pooled features every trial reads were rebuilt; an entry the new trial did not read is
     # discarded by its first lookup.

@@ -155,14 +155,15 @@ def test_resuming_with_other_settings_is_refused_and_names_the_difference(tmp_pa
     assert run["epochs_head"] == 3 and run["image_sizes"] == {"tiny": 32}
 
 
-def test_a_time_budget_stops_starting_trials_and_a_rerun_continues(search_config):
+def test_a_time_budget_stops_starting_trials_and_a_rerun_continues(search_config, prepared):
+    from tuner.engine import run_search
     from tuner.spaces import load_space
 
     config = search_config(max_trials=2, time_budget=1e-6)
-    bench = cli.prepare(config, load_space(family="tiny"))
-    tuner = cli.search(bench)
+    bench = prepared(config, load_space(family="tiny"))
+    tuner = run_search(bench)
     assert tuner.out_of_time and not tuner.oracle.trials
-    tuner = cli.search(cli.prepare(config.replace(time_budget=None), load_space(family="tiny")))
+    tuner = run_search(prepared(config.replace(time_budget=None), load_space(family="tiny")))
     assert not tuner.out_of_time
     assert len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]) == 2
 

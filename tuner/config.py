@@ -22,6 +22,16 @@ OBJECTIVES = {
     "accuracy": "max",
     "loss": "min",
 }
+# Ties on the objective are common on a small validation set (several trials at val_accuracy
+# 1.0): they are broken by the other metric of the pair, at the same best epoch. The recorder that
+# picks a trial's best epoch (tuner.training) and the leaderboard's ranking use the same rule, so
+# the leaderboard's first row is the model that is exported.
+TIEBREAK: dict[str, tuple[str, str]] = {
+    "val_accuracy": ("val_loss", "min"),
+    "val_loss": ("val_accuracy", "max"),
+    "accuracy": ("loss", "min"),
+    "loss": ("accuracy", "max"),
+}
 
 
 @dataclass(frozen=True)
@@ -132,10 +142,12 @@ class SearchConfig:
 
     @property
     def resolved_export_dir(self) -> Path:
+        """Where the best model is exported: `--export`, else PROJECT_DIR/export."""
         return self.export_dir or self.project_dir / "export"
 
     @property
     def resolved_cache_dir(self) -> Path:
+        """Where the cache lives: `--cache-dir`, else PROJECT_DIR/cache."""
         return self.cache_dir or self.project_dir / "cache"
 
     @property
@@ -145,6 +157,7 @@ class SearchConfig:
         return self.epochs_head + self.epochs_finetune
 
     def replace(self, **changes: Any) -> SearchConfig:
+        """A copy with `changes` applied, validated again."""
         return dataclasses.replace(self, **changes)
 
 

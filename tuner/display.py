@@ -24,28 +24,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-
-def format_value(value: Any) -> str:
-    """Hyperparameter values as a person reads them: 2.4e-03 for learning rates, 0.2 for dropout."""
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e4):
-            return f"{value:.1e}"
-        return f"{value:.3g}"
-    return str(value)
-
-
-def format_hp(values: Mapping[str, Any]) -> str:
-    return "  ".join(
-        f"{name}={'linear' if name == 'head/units' and v == 0 else format_value(v)}"
-        for name, v in values.items()
-        if not name.startswith("tuner/")
-    )
+from tuner.hp import format_values
 
 
 class RateColumn(ProgressColumn):
     """Images per second of a cache build."""
 
     def render(self, task: Task) -> Text:
+        """The speed of a cache build, in images per second."""
         speed = task.finished_speed or task.speed
         return Text("" if speed is None else f"{speed:,.0f} img/s")
 
@@ -63,24 +49,28 @@ class SearchDisplay:
         self.verbose = verbose
 
     def message(self, text: str, *, style: str | None = None) -> None:
+        """Prints one line, unless quiet."""
         if self.verbose:
             self.console.print(text, style=style, highlight=False)
 
     def warning(self, text: str) -> None:
+        """Prints a warning, even when quiet."""
         self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
 
     def trial_begin(
         self, trial_id: str, number: int | None, total: int | None, values: Mapping[str, Any]
     ) -> None:
+        """Announces a trial and its hyperparameters."""
         if not self.verbose:
             return
         count = f" ({number}/{total})" if number and total else f" (#{number})" if number else ""
         self.console.rule(f"trial {trial_id}{count}", style="cyan")
-        self.console.print(format_hp(values), highlight=False)
+        self.console.print(format_values(values), highlight=False)
 
     def epoch(
         self, phase: int, epoch: int, last: int, logs: Mapping[str, float], seconds: float
     ) -> None:
+        """Prints one epoch's metrics and time."""
         if not self.verbose:
             return
         shown = "  ".join(
@@ -100,6 +90,7 @@ class SearchDisplay:
         objective: str,
         reason: str | None = None,
     ) -> None:
+        """Prints how a trial ended: its best score, or why it failed."""
         if not self.verbose:
             return
         if reason:

@@ -1,13 +1,8 @@
-"""The leaderboard of a search: reads a project directory and ranks its trials.
+"""The leaderboard of a search, shown: a rich table of its trials, best first, and its command line.
 
-This module owns reading a finished or running search back from disk and showing it. It reads the
-JSON files directly (`run.json`, `trials/trial_<id>/trial.json` as KerasTuner 1.4.8 writes it, and
-our engine's `trials/trial_<id>/summary.json`) and never imports TensorFlow, Keras or KerasTuner:
-importing `keras_tuner` loads TensorFlow, which would make `--help` and every look at a running
-search cost seconds.
-
-Building the table (`build_table`) is separate from printing it (`render`), so callers can embed the
-table in their own layout, and tests can render it to a fixed-width console.
+Reading and ranking the trials is `tuner.trials`'; this module shows them. Building the table
+(`build_table`) is separate from printing it (`render`), so callers can embed the table in their
+own layout, and tests can render it to a fixed-width console. It never imports TensorFlow.
 
 Run it as `python -m tuner.leaderboard PROJECT_DIR [--json]`.
 """
@@ -15,15 +10,11 @@ Run it as `python -m tuner.leaderboard PROJECT_DIR [--json]`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
-import os
 import re
 import sys
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
@@ -31,7 +22,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tuner import hp
 from tuner.errors import TunerError
+from tuner.hp import format_value
+from tuner.project import integer
+from tuner.trials import (
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    UNREADABLE,
+    Leaderboard,
+    Row,
+    load_leaderboard,
+    to_json,
+)
 
 __all__ = [
     "Leaderboard",
@@ -43,359 +47,17 @@ __all__ = [
     "to_json",
 ]
 
-# KerasTuner's project lives in PROJECT_DIR/trials (directory=PROJECT_DIR, project_name="trials").
-_TRIALS_DIR = "trials"
-_RUN_FILE = "run.json"
-_TRIAL_FILE = "trial.json"
-_SUMMARY_FILE = "summary.json"
-# KerasTuner reserves this prefix for its own bookkeeping (Hyperband's epochs and predecessor id).
-_TUNER_PREFIX = "tuner/"
-_REASON_LIMIT = 100
 _MISSING = "-"
-
-# Statuses as KerasTuner writes them, plus one of ours for a trial.json that cannot be parsed (a
-# search killed mid-write leaves a torn file; the leaderboard should still show everything else).
-_COMPLETED = "COMPLETED"
-_RUNNING = frozenset({"RUNNING", "IDLE"})
-_FAILED = frozenset({"FAILED", "INVALID"})
-_UNREADABLE = "UNREADABLE"
-
-# Short column headers for the hyperparameters our search spaces declare; anything else gets a
-# header derived by `_hp_header`, so a new hyperparameter never breaks the table.
 _HP_HEADERS = {
-    "backbone": "backbone",
-    "head/units": "units",
-    "head/dropout": "dropout",
-    "head/learning_rate": "head lr",
-    "finetune/unfreeze_blocks": "unfreeze",
-    "finetune/learning_rate": "ft lr",
+    hp.BACKBONE: "backbone",
+    hp.UNITS: "units",
+    hp.DROPOUT: "dropout",
+    hp.HEAD_LR: "head lr",
+    hp.UNFREEZE_BLOCKS: "unfreeze",
+    hp.FINETUNE_LR: "ft lr",
 }
 _PREFIX_ABBREVIATIONS = {"head": "head", "phase1": "head", "finetune": "ft", "phase2": "ft"}
 _LEAF_ABBREVIATIONS = {"learning_rate": "lr", "unfreeze_blocks": "unfreeze"}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One trial of the search, as the leaderboard shows it."""
-
-    rank: int | None  # 1.. for completed trials in objective order; None for every other trial
-    trial_id: str  # KerasTuner's id, e.g. "03"; the folder is trials/trial_<id>
-    status: str  # KerasTuner's status ("COMPLETED", "RUNNING", "FAILED", ...) or "UNREADABLE"
-    score: float | None  # the objective's best value, as KerasTuner recorded it
-    val_accuracy_head: float | None  # after phase 1 (new head on the frozen backbone)
-    val_accuracy_finetune: float | None  # after phase 2; None when the trial had no phase 2
-    hyperparameters: dict[str, Any]  # the searched values, without KerasTuner's `tuner/...` ones
-    epochs: int | None  # epochs run over both phases; None without summary.json
-    seconds_head: float | None  # wall time of phase 1
-    seconds_finetune: float | None  # wall time of phase 2
-    reason: str | None  # one line saying why the trial failed (at most about 100 characters)
-    # KerasTuner's `tuner/...` values (Hyperband's `tuner/epochs`, `tuner/trial_id`, ...), kept
-    # apart because they describe the schedule, not the model, and would crowd the table.
-    tuner_values: dict[str, Any] = field(default_factory=dict)
-    # The tie-breaking metric at the trial's best epoch (`TIEBREAK`), from summary.json.
-    tiebreak: float | None = None
-
-
-@dataclass(frozen=True)
-class Leaderboard:
-    """All trials of one search, in leaderboard order."""
-
-    objective: str  # the metric trials are ranked by, e.g. "val_accuracy"
-    direction: str  # "max" or "min"
-    rows: tuple[Row, ...]  # completed by score, then running, then failed and others
-    run: dict[str, Any]  # the contents of run.json; empty when the file is missing
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
-    """Reads a search's project directory and ranks its trials.
-
-    Args:
-        project_dir: The folder the search wrote (the one holding `run.json` and `trials/`).
-
-    Returns:
-        The leaderboard: completed trials ranked by the objective (ties broken by `TIEBREAK`,
-        then by trial id), then
-        running trials, then failed, invalid and unreadable ones, all unranked.
-
-    Raises:
-        TunerError: The folder is missing, holds no search, or `run.json` cannot be read.
-    """
-    root = Path(project_dir)
-    trials_dir = root / _TRIALS_DIR
-    if not trials_dir.is_dir():
-        raise TunerError(
-            f"no search found in {root}: expected {trials_dir}{os.sep}; "
-            "run python -m tuner.search first"
-        )
-    run = _read_run(root / _RUN_FILE)
-    states: list[tuple[str, dict[str, Any] | None, str | None]] = []
-    for trial_dir in sorted(trials_dir.glob("trial_*")):
-        trial_file = trial_dir / _TRIAL_FILE
-        # KerasTuner creates the folder a moment before it writes trial.json; a folder without it
-        # is not a trial yet.
-        if not trial_file.is_file():
-            continue
-        trial_id = trial_dir.name[len("trial_") :]
-        try:
-            state = _read_json(trial_file)
-            if not isinstance(state, dict):
-                raise ValueError(f"expected a JSON object, got {type(state).__name__}")
-        except (OSError, ValueError) as error:
-            states.append((trial_id, None, f"{_TRIAL_FILE} unreadable: {error}"))
-            continue
-        states.append((trial_id, state, None))
-
-    objective = run.get("objective") or _objective_from_trials(states) or "score"
-    if not isinstance(objective, str):
-        raise TunerError(
-            f"{root / _RUN_FILE}: `objective` must be a metric name, but got {objective!r}"
-        )
-    direction = run.get("direction") or _direction_from_trials(objective, states) or "max"
-    if direction not in ("max", "min"):
-        raise TunerError(
-            f"{root / _RUN_FILE}: `direction` must be 'max' or 'min', but got {direction!r}"
-        )
-
-    rows = [
-        _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective)
-        for trial_id, state, error in states
-    ]
-    return Leaderboard(
-        objective=objective,
-        direction=direction,
-        rows=_rank(rows, direction, objective),
-        run=run,
-    )
-
-
-def _read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _read_run(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        # A search started by an older engine, or killed before it wrote run.json: the trials are
-        # still worth showing, ranked by KerasTuner's score.
-        return {}
-    try:
-        run = _read_json(path)
-    except (OSError, ValueError) as error:
-        raise TunerError(f"cannot read {path}: {_first_line(str(error))}") from error
-    if not isinstance(run, dict):
-        raise TunerError(f"{path}: expected a JSON object, but got {type(run).__name__}")
-    return run
-
-
-def _objective_from_trials(
-    states: list[tuple[str, dict[str, Any] | None, str | None]],
-) -> str | None:
-    # Without run.json the objective is the metric whose value at the best step is the score in
-    # every scored trial (KerasTuner records all metrics at that step, the objective among them).
-    candidates: set[str] | None = None
-    for _, state, _ in states:
-        score = _number(_get(state, "score"))
-        metrics = _get(state, "metrics", "metrics")
-        if score is None or not isinstance(metrics, dict):
-            continue
-        best_step = _get(state, "best_step")
-        matches = {
-            name
-            for name, history in metrics.items()
-            for observation in (_get(history, "observations") or [])
-            if isinstance(observation, dict)
-            and observation.get("step") == best_step
-            and score in (observation.get("value") or [])
-        }
-        candidates = matches if candidates is None else candidates & matches
-    return next(iter(candidates)) if candidates and len(candidates) == 1 else None
-
-
-def _direction_from_trials(
-    objective: str, states: list[tuple[str, dict[str, Any] | None, str | None]]
-) -> str | None:
-    # Without run.json, KerasTuner's own metric history still says which way the objective goes.
-    for _, state, _ in states:
-        history = _get(state, "metrics", "metrics", objective)
-        if isinstance(history, dict) and history.get("direction") in ("max", "min"):
-            return history["direction"]
-    return None
-
-
-# Ties on the objective are common on a small validation set (several trials at val_accuracy
-# 1.0): they are broken by the other metric of the pair, at the same best epoch. The recorder that
-# picks a trial's best epoch (tuner.engine) and the ranking here use the same rule, so the
-# leaderboard's first row is the model that is exported.
-TIEBREAK: dict[str, tuple[str, str]] = {
-    "val_accuracy": ("val_loss", "min"),
-    "val_loss": ("val_accuracy", "max"),
-    "accuracy": ("loss", "min"),
-    "loss": ("accuracy", "max"),
-}
-
-
-def _make_row(
-    trial_id: str,
-    state: dict[str, Any] | None,
-    trial_dir: Path,
-    error: str | None,
-    objective: str = "",
-) -> Row:
-    if state is None:
-        return _empty_row(trial_id, _UNREADABLE, _one_line(error))
-    values = _get(state, "hyperparameters", "values")
-    values = values if isinstance(values, dict) else {}
-    summary, summary_error = _read_summary(trial_dir / _SUMMARY_FILE)
-    phase1 = summary.get("phase1") if isinstance(summary.get("phase1"), dict) else {}
-    phase2 = summary.get("phase2") if isinstance(summary.get("phase2"), dict) else {}
-    reason = failure_reason(summary.get("reason"), state.get("message")) or summary_error
-    return Row(
-        rank=None,
-        trial_id=str(state.get("trial_id", trial_id)),
-        status=str(state.get("status") or _UNREADABLE),
-        score=_number(state.get("score")),
-        val_accuracy_head=_phase_accuracy(phase1),
-        val_accuracy_finetune=_phase_accuracy(phase2),
-        hyperparameters={k: v for k, v in values.items() if not k.startswith(_TUNER_PREFIX)},
-        epochs=_integer(summary.get("epochs_run")),
-        seconds_head=_number(phase1.get("seconds")),
-        seconds_finetune=_number(phase2.get("seconds")),
-        reason=reason,
-        tuner_values={k: v for k, v in values.items() if k.startswith(_TUNER_PREFIX)},
-        tiebreak=_number((summary.get("best") or {}).get(TIEBREAK[objective][0]))
-        if isinstance(summary.get("best"), dict) and objective in TIEBREAK
-        else None,
-    )
-
-
-def _empty_row(trial_id: str, status: str, reason: str | None) -> Row:
-    return Row(
-        rank=None,
-        trial_id=trial_id,
-        status=status,
-        score=None,
-        val_accuracy_head=None,
-        val_accuracy_finetune=None,
-        hyperparameters={},
-        epochs=None,
-        seconds_head=None,
-        seconds_finetune=None,
-        reason=reason,
-    )
-
-
-def _read_summary(path: Path) -> tuple[dict[str, Any], str | None]:
-    # summary.json is missing for a trial that is still running or was killed; that is normal.
-    if not path.exists():
-        return {}, None
-    try:
-        summary = _read_json(path)
-    except (OSError, ValueError) as error:
-        return {}, _one_line(f"{_SUMMARY_FILE} unreadable: {error}")
-    return (summary, None) if isinstance(summary, dict) else ({}, None)
-
-
-def _phase_accuracy(phase: dict[str, Any]) -> float | None:
-    value = _number(phase.get("val_accuracy"))
-    if value is None:
-        value = _number(_get(phase, "best", "val_accuracy"))
-    return value
-
-
-def _get(mapping: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(mapping, dict):
-            return None
-        mapping = mapping.get(key)
-    return mapping
-
-
-def _number(value: Any) -> float | None:
-    # bool is an int subclass, and a true/false here is a writer's bug, not a measurement.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return int(value)
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def _one_line(text: Any, limit: int = _REASON_LIMIT) -> str | None:
-    if not isinstance(text, str) or not text.strip():
-        return None
-    line = " ".join(text.split())
-    if len(line) > limit:
-        line = line[: limit - 1].rstrip() + "…"
-    return line
-
-
-# A traceback's last line names the exception by its full dotted path
-# ("tuner.errors.TrialError: diverged ..."); the class name alone reads better in a narrow table.
-_DOTTED_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*(?::|$).*)$")
-
-
-def _last_line(message: Any, limit: int = _REASON_LIMIT) -> str | None:
-    if not isinstance(message, str):
-        return None
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not lines:
-        return None
-    return _one_line(_DOTTED_EXCEPTION.sub(r"\1", lines[-1]), limit)
-
-
-def failure_reason(summary_reason: Any, message: Any, *, limit: int = _REASON_LIMIT) -> str | None:
-    """A failed trial's one-line reason: the engine's own (summary.json) first, else the last line
-    of KerasTuner's traceback (trial.json "message") without the exception's module path."""
-    return _one_line(summary_reason, limit) or _last_line(message, limit)
-
-
-def _trial_id_key(trial_id: str) -> tuple[int, int, str]:
-    # KerasTuner zero-pads ids to the width of max_trials, but resumed or foreign searches may not;
-    # comparing digits as numbers keeps "10" after "9" either way.
-    return (0, int(trial_id), trial_id) if trial_id.isdigit() else (1, 0, trial_id)
-
-
-def _is_ranked(row: Row) -> bool:
-    return row.status == _COMPLETED and row.score is not None and math.isfinite(row.score)
-
-
-def _group(row: Row) -> int:
-    if _is_ranked(row):
-        return 0
-    if row.status == _COMPLETED:
-        return 1
-    if row.status in _RUNNING:
-        return 2
-    if row.status in _FAILED:
-        return 3
-    return 4
-
-
-def _rank(rows: list[Row], direction: str, objective: str = "") -> tuple[Row, ...]:
-    sign = -1.0 if direction == "max" else 1.0
-    tie_sign = -1.0 if TIEBREAK.get(objective, ("", "min"))[1] == "max" else 1.0
-
-    def key(row: Row) -> tuple[int, float, float, tuple[int, int, str]]:
-        score = sign * row.score if _is_ranked(row) else 0.0
-        tie = tie_sign * row.tiebreak if _is_ranked(row) and row.tiebreak is not None else math.inf
-        return (_group(row), score, tie, _trial_id_key(row.trial_id))
-
-    # Ranked trials sort first, so a ranked trial's position is its rank.
-    return tuple(
-        dataclasses.replace(row, rank=position if _is_ranked(row) else None)
-        for position, row in enumerate(sorted(rows, key=key), 1)
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +155,7 @@ def _columns(board: Leaderboard) -> list[_Column]:
         *(
             _Column(
                 headers[name],
-                [_format_hp(name, r.hyperparameters.get(name)) for r in rows],
+                [format_value(name, r.hyperparameters.get(name)) for r in rows],
                 is_text=_is_text_hp(rows, name),
                 can_fold=_is_text_hp(rows, name),
             )
@@ -536,26 +198,6 @@ def _wrap_header(header: str, width: int) -> str:
         width += 1
 
 
-def to_json(board: Leaderboard) -> str:
-    """Returns the leaderboard as JSON: objective, direction, run.json and one object per row.
-
-    Non-finite numbers (a NaN score) become `null` so that any JSON parser can read the output.
-
-    Args:
-        board: The leaderboard, from `load_leaderboard`.
-
-    Returns:
-        The JSON text, indented by two spaces.
-    """
-    data = {
-        "objective": board.objective,
-        "direction": board.direction,
-        "run": board.run,
-        "rows": [dataclasses.asdict(row) for row in board.rows],
-    }
-    return json.dumps(_finite(data), indent=2, allow_nan=False)
-
-
 def render(board: Leaderboard, *, console: Console | None = None) -> None:
     """Prints the leaderboard table.
 
@@ -567,22 +209,12 @@ def render(board: Leaderboard, *, console: Console | None = None) -> None:
     console.print(build_table(board, width=console.width))
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
 def _row_style(row: Row) -> str:
     if row.rank == 1:
         return "bold green"
-    if row.status in _FAILED or row.status == _UNREADABLE:
+    if row.status in FAILED or row.status == UNREADABLE:
         return "red"
-    if row.status in _RUNNING:
+    if row.status in RUNNING:
         return "yellow"
     return ""
 
@@ -622,28 +254,6 @@ def _is_text_hp(rows: tuple[Row, ...], name: str) -> bool:
     return any(isinstance(row.hyperparameters.get(name), str) for row in rows)
 
 
-def _is_learning_rate(name: str) -> bool:
-    leaf = name.rpartition("/")[2]
-    return "learning_rate" in leaf or leaf == "lr" or leaf.endswith("_lr")
-
-
-def _format_hp(name: str, value: Any) -> str:
-    if value is None:
-        return _MISSING
-    if name == "head/units" and value == 0:
-        return "linear"  # the logistic-regression head (LP-FT), see search_spaces/default.toml
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if _is_learning_rate(name) or (value != 0 and abs(value) < 1e-3):
-            # "1e-04" and "3.2e-04" compare at a glance; 0.0001 and 0.00032 do not.
-            return f"{value:.1e}".replace(".0e", "e")
-        return f"{value:.4g}"
-    return str(value)
-
-
 def _format_metric(value: float | None) -> str:
     if value is None:
         return _MISSING
@@ -668,7 +278,7 @@ def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
     run = board.run
     facts = [_weights_fact(run.get("weights"))]
     if "augment" in run:
-        views = _integer(run.get("augment_views")) or 0
+        views = integer(run.get("augment_views")) or 0
         augment = "on" if run["augment"] else "off"
         if run["augment"] and views:
             augment += f" ({views} cached views)"
@@ -690,7 +300,7 @@ def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
     # Rich tables cannot span a cell across columns, so reasons go below the table, where a full
     # line is available, instead of into a column squeezed to a few characters.
     for row in board.rows:
-        if row.reason and row.rank is None and row.status != _COMPLETED:
+        if row.reason and row.rank is None and row.status != COMPLETED:
             lines.append(Text(f"trial {row.trial_id} {row.status.lower()}: {row.reason}"))
     return Text("\n").join(lines)
 
@@ -706,9 +316,9 @@ def _weights_fact(weights: Any) -> str:
 
 
 def _counts(rows: tuple[Row, ...]) -> str:
-    completed = sum(row.status == _COMPLETED for row in rows)
-    failed = sum(row.status in _FAILED for row in rows)
-    running = sum(row.status in _RUNNING for row in rows)
+    completed = sum(row.status == COMPLETED for row in rows)
+    failed = sum(row.status in FAILED for row in rows)
+    running = sum(row.status in RUNNING for row in rows)
     other = len(rows) - completed - failed - running
     parts = [f"{completed} completed", f"{failed} failed"]
     if running:

@@ -183,12 +183,14 @@ def build_classifier(
 
 
 def loss_and_metrics(n_classes: int) -> tuple[str, list[str]]:
+    """The loss and metrics for `n_classes` (binary cross-entropy for two)."""
     return ("binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"), [
         "accuracy"
     ]
 
 
 def compile_model(model: keras.Model, learning_rate: float, n_classes: int) -> None:
+    """Compiles `model` with Adam at `learning_rate` and the loss for `n_classes`."""
     loss, metrics = loss_and_metrics(n_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics
@@ -209,6 +211,7 @@ class Pieces:
 
     @classmethod
     def capture(cls, head: keras.Model, backbone: keras.Model | None, cut: int | None) -> Pieces:
+        """The trainable pieces of a trial as they stand: the head, and the backbone above `cut`."""
         layers: dict[int, list[np.ndarray]] = {}
         if backbone is not None and cut is not None:
             for index in range(cut + 1, len(backbone.layers)):
@@ -220,6 +223,7 @@ class Pieces:
         )
 
     def apply(self, head: keras.Model, backbone: keras.Model | None) -> None:
+        """Puts these pieces back on a head and a backbone."""
         head.set_weights(self.head)
         if self.backbone:
             if backbone is None:
@@ -257,6 +261,7 @@ class Pieces:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Pieces:
+        """Reads pieces saved by `save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             head = [data[f"head/{i}"] for i in range(meta["head"])]
@@ -268,4 +273,5 @@ class Pieces:
 
 
 def layer_weights(layers: Sequence[keras.layers.Layer]) -> list[list[np.ndarray]]:
+    """Copies of each layer's weights, in layer order."""
     return [[np.array(w, copy=True) for w in layer.get_weights()] for layer in layers]

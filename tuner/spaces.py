@@ -1,46 +1,12 @@
 """Search spaces: read TOML space files, validate them, and declare them on KerasTuner.
 
-A search space is data, not code. Each file in `search_spaces/` is parsed with the standard
-library's `tomllib` (never evaluated or imported) and maps a fixed set of hyperparameters to a
-range. One entry is one TOML table whose dotted key is the hyperparameter's namespaced name
-(`[head.units]` declares `head/units`):
-
-```toml
-[head.units]
-type = "choice"        # choice | int | float | fixed
-values = [128, 256, 512]
-default = 256          # optional; defaults to the first value
-
-[head.learning_rate]
-type = "float"         # int and float take: min, max, step, sampling, default
-min = 1e-4
-max = 1e-2
-sampling = "log"       # linear (the default) | log | reverse_log
-default = 1e-3         # optional; defaults to min
-
-[finetune.unfreeze_blocks]
-type = "fixed"         # fixed takes: value
-value = 0
-```
-
-Layering: `load_space(family, path)` reads `search_spaces/default.toml`, then
-`search_spaces/<family>.toml` when that family has one, then the user's `--space FILE`. Each later
-file overrides only the keys it names, and a key's table replaces the whole entry: a user file
-with `[head.units]` of `type = "int"` drops the default's `values` and keeps nothing of it.
-
-The set of hyperparameters is fixed (`PARAM_NAMES`) because the model builder reads exactly these;
-an unknown key is a typo and is rejected with a suggestion. The `tuner/` prefix belongs to
-KerasTuner (`tuner/epochs`, `tuner/trial_id` under Hyperband) and is rejected too. `backbone` is
-declared by the caller from the backbones being searched, never read from a space file.
-
-`SPACES_DIR` is resolved relative to this package (`<repo>/search_spaces`), which holds for a
-source checkout and for `pip install -e .`, the supported install. A non-editable install does not
-ship `search_spaces/`; `load_space` then fails with a `SpaceError` naming the missing
-`default.toml`.
+A search space is data, not code: `search_spaces/default.toml`, then the backbone family's file,
+then the user's `--space FILE`, each parsed with `tomllib` and laid over the one before, key by
+key. The format, the layering and the rules are in docs/spaces.md. The set of hyperparameters is
+fixed (`tuner.NAMES`); an unknown key is rejected with a suggestion.
 
 This module imports neither TensorFlow nor KerasTuner: `declare` takes the `HyperParameters`
-object duck-typed, so the CLI and the renderers can load and validate a space before anything
-heavy is imported.
+object duck-typed, so the CLI can load and validate a space before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -56,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import SpaceError
+from tuner.hp import DROPOUT, FINETUNE_LR, HEAD_LR, NAMES, TUNER_PREFIX, UNFREEZE_BLOCKS, UNITS
 
 SPACES_DIR: Path = Path(__file__).resolve().parent.parent / "search_spaces"
 """The bundled space files: `default.toml` plus one file per family whose defaults differ."""
@@ -78,7 +45,7 @@ FAMILIES: tuple[str, ...] = (
 
 KINDS: tuple[str, ...] = ("choice", "int", "float", "fixed")
 SAMPLINGS: tuple[str, ...] = ("linear", "log", "reverse_log")
-RESERVED_PREFIX = "tuner/"
+RESERVED_PREFIX = TUNER_PREFIX
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "choice": ("type", "values", "default"),
@@ -107,12 +74,13 @@ class _Rule:
 # on a fixed value. The upper bound of unfreeze_blocks depends on the backbone: validate_unfreeze.
 _RULES: dict[str, _Rule] = {
     # 0 is the linear head: fitted as a logistic regression in phase 1, then fine-tuned (LP-FT).
-    "head/units": _Rule(True, lambda v: v >= 0, "`head.units >= 0`"),
-    "head/dropout": _Rule(False, lambda v: 0 <= v < 1, "`0 <= head.dropout < 1`"),
-    "head/learning_rate": _Rule(False, lambda v: v > 0, "`head.learning_rate > 0`"),
-    "finetune/unfreeze_blocks": _Rule(True, lambda v: v >= 0, "`finetune.unfreeze_blocks >= 0`"),
-    "finetune/learning_rate": _Rule(False, lambda v: v > 0, "`finetune.learning_rate > 0`"),
+    UNITS: _Rule(True, lambda v: v >= 0, "`head.units >= 0`"),
+    DROPOUT: _Rule(False, lambda v: 0 <= v < 1, "`0 <= head.dropout < 1`"),
+    HEAD_LR: _Rule(False, lambda v: v > 0, "`head.learning_rate > 0`"),
+    UNFREEZE_BLOCKS: _Rule(True, lambda v: v >= 0, "`finetune.unfreeze_blocks >= 0`"),
+    FINETUNE_LR: _Rule(False, lambda v: v > 0, "`finetune.learning_rate > 0`"),
 }
+assert tuple(_RULES) == NAMES
 
 PARAM_NAMES: tuple[str, ...] = tuple(_RULES)
 """Every hyperparameter a space declares, in declaration order (KerasTuner needs it stable)."""
@@ -236,7 +204,7 @@ class Space:
 
     def max_unfreeze_blocks(self) -> int:
         """The largest number of backbone blocks any trial may unfreeze in phase 2."""
-        return int(self.get("finetune/unfreeze_blocks").largest())
+        return int(self.get(UNFREEZE_BLOCKS).largest())
 
 
 def load_space(family: str | None = None, path: str | os.PathLike[str] | None = None) -> Space:
@@ -291,7 +259,7 @@ def validate_unfreeze(space: Space, n_blocks: int, backbone: str) -> None:
     Raises:
         SpaceError: The space's largest `finetune.unfreeze_blocks` exceeds `n_blocks`.
     """
-    param = space.get("finetune/unfreeze_blocks")
+    param = space.get(UNFREEZE_BLOCKS)
     largest = space.max_unfreeze_blocks()
     if largest > n_blocks:
         raise SpaceError(

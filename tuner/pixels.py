@@ -1,0 +1,249 @@
+"""The search's images as pixels: scanned, checked, split, decoded once per size and stored once.
+
+`prepare_data` turns `--data` (and `--val-data`) into a `SearchData`: the training and validation
+image sets, and their decoded pixels at any size a backbone asks for. Everything the user can get
+wrong in the data is found before any file is written: pixels decoded while the data is checked
+are stored in the cache (`PixelStore`) only once it passed, so a bad dataset leaves nothing behind,
+and a rerun decodes nothing. Decoded arrays are held in memory once, per split and size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner import data as data_module
+from tuner import decode
+from tuner.cache import ArrayCache
+from tuner.config import SearchConfig
+from tuner.data import ImageSet, Skipped
+from tuner.display import SearchDisplay
+from tuner.errors import TunerError
+from tuner.project import SKIPPED_FILE
+
+PIXELS_FORMAT = 1
+SPLITS = ("train", "val")
+
+Decoded = tuple[ImageSet, np.ndarray, list[Skipped]]  # (kept images, uint8 pixels, skipped files)
+
+
+class PixelStore:
+    """Decoded, resized pixels of an image set, kept in the cache so that a rerun decodes nothing.
+
+    An entry is keyed like the activations: by every file's path, size and mtime, the class names
+    and the size. Its index (which files decoded, and why the others did not) is stored beside it,
+    as JSON bytes in a uint8 entry, and is written last: without it the pixels are not used.
+    The cache folder is only created by `save`, so a lookup never writes a file.
+    """
+
+    def __init__(self, root: Path, *, memory_budget: int) -> None:
+        self.root = root
+        self.memory_budget = memory_budget
+        self._cache: ArrayCache | None = None
+
+    def _open(self, create: bool) -> ArrayCache | None:
+        if self._cache is None and (create or self.root.is_dir()):
+            self._cache = ArrayCache(self.root, memory_budget=self.memory_budget)
+        return self._cache
+
+    @staticmethod
+    def key(images: ImageSet, size: int) -> dict[str, Any]:
+        """The cache key of `images` decoded at `size`."""
+        return {
+            "format": PIXELS_FORMAT,
+            "size": size,
+            "classes": list(images.class_names),
+            "files": [list(f) for f in data_module.fingerprint_files(images)],
+        }
+
+    def load(self, images: ImageSet, size: int) -> Decoded | None:
+        """What `tuner.decode.load_pixels` would return for `images` at `size`, or None when it is
+        not stored."""
+        cache = self._open(create=False)
+        if cache is None:
+            return None
+        key = self.key(images, size)
+        index = cache.lookup(f"pixels-{size}-index", key)
+        pixels = cache.lookup(f"pixels-{size}", key) if index is not None else None
+        if index is None or pixels is None:
+            return None
+        info = json.loads(bytes(np.asarray(index.array)).decode())
+        keep = np.zeros(len(images), dtype=bool)
+        keep[info["kept"]] = True
+        skipped = [Skipped(path, reason) for path, reason in info["skipped"]]
+        return images.subset(keep), np.asarray(pixels.array), skipped
+
+    def save(self, images: ImageSet, size: int, result: Decoded) -> None:
+        """Stores `result`, the decoding of `images` at `size`."""
+        kept, pixels, skipped = result
+        cache = self._open(create=True)
+        assert cache is not None
+        key = self.key(images, size)
+        position = {path: i for i, path in enumerate(images.paths)}
+        info = {
+            "kept": [position[path] for path in kept.paths],
+            "skipped": [[item.path, item.reason] for item in skipped],
+        }
+        blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+        cache.get_or_build(
+            f"pixels-{size}", key, shape=pixels.shape, dtype="uint8", produce=lambda: iter([pixels])
+        )
+        cache.get_or_build(
+            f"pixels-{size}-index",
+            key,
+            shape=blob.shape,
+            dtype="uint8",
+            produce=lambda: iter([blob]),
+        )
+
+
+class Decoder:
+    """Decodes image sets, from the store when it holds them.
+
+    Until `commit`, what it decodes is held back from the store (the data is still being
+    checked); from then on it is stored as soon as it is decoded.
+    """
+
+    def __init__(self, store: PixelStore | None, display: SearchDisplay) -> None:
+        self.store = store
+        self.display = display
+        self._unsaved: list[tuple[ImageSet, int, Decoded]] = []
+        self._committed = False
+
+    def decode(self, images: ImageSet, size: int) -> Decoded:
+        """`images` decoded and resized to `size` (see `tuner.decode.load_pixels`)."""
+        found = self.store.load(images, size) if self.store is not None else None
+        if found is not None:
+            return found
+        with self.display.build_progress(
+            f"decoding {len(images)} images at {size}px", len(images)
+        ) as update:
+            found = decode.load_pixels(images, size, progress=update)
+        if self.store is not None:
+            self._unsaved.append((images, size, found))
+            if self._committed:
+                self.commit()
+        return found
+
+    def commit(self) -> None:
+        """The data passed every check: store what was decoded, and from now on all of it."""
+        self._committed = True
+        for images, size, found in self._unsaved:
+            assert self.store is not None
+            self.store.save(images, size, found)
+        self._unsaved.clear()
+
+
+class SearchData:
+    """The training and validation images of a search, and their pixels at any size.
+
+    Args:
+        train: the training images.
+        val: the validation images.
+        sources: for each split, the decoded image set its images are a subset of (one folder
+            split in two shares one source).
+        decoder: decodes a source at a size not seen yet.
+    """
+
+    def __init__(
+        self,
+        train: ImageSet,
+        val: ImageSet,
+        *,
+        sources: dict[str, ImageSet],
+        decoder: Decoder,
+    ) -> None:
+        self.train = train
+        self.val = val
+        self.class_names = tuple(train.class_names)
+        self.n_classes = len(self.class_names)
+        self._sources = sources
+        self._decoder = decoder
+        self._arrays: dict[tuple[str, int], np.ndarray] = {}
+
+    def images(self, which: str) -> ImageSet:
+        """The "train" or "val" image set."""
+        return self.train if which == "train" else self.val
+
+    def labels(self, which: str) -> np.ndarray:
+        """Class indices of the "train" or "val" images."""
+        return np.asarray(self.images(which).labels)
+
+    def pixels(self, which: str, size: int) -> np.ndarray:
+        """The "train" or "val" images as uint8 pixels, N x size x size x 3, in image order."""
+        if (which, size) not in self._arrays:
+            source = self._sources[which]
+            self._add(source, size, self._decoder.decode(source, size))
+        return self._arrays[(which, size)]
+
+    def _add(self, source: ImageSet, size: int, decoded: Decoded) -> None:
+        # Rows of the decoded array, in the order of each split drawn from `source`.
+        kept, array, _ = decoded
+        index = {p: i for i, p in enumerate(kept.paths)}
+        for split in SPLITS:
+            if self._sources[split] is source and (split, size) not in self._arrays:
+                rows = [index[p] for p in self.images(split).paths]
+                self._arrays[(split, size)] = array[rows]
+
+
+def prepare_data(config: SearchConfig, size: int, display: SearchDisplay) -> SearchData:
+    """Scans, decodes (at `size`, the first backbone's input size), checks and splits the data.
+
+    Creates the project directory and writes `skipped.txt` there only once the data passed.
+
+    Raises:
+        DataError, TunerError: what is wrong with the data, in one line.
+    """
+    store = (
+        PixelStore(config.resolved_cache_dir, memory_budget=config.cache_memory)
+        if config.cache
+        else None
+    )
+    decoder = Decoder(store, display)
+    train_all, skipped = data_module.scan(config.data)
+    val_all = None
+    if config.val_data is not None:
+        val_all, val_skipped = data_module.scan(config.val_data)
+        skipped = skipped + val_skipped
+    train_decoded = decoder.decode(train_all, size)
+    train_kept = train_decoded[0]
+    skipped = skipped + train_decoded[2]
+    if val_all is not None:
+        val_decoded = decoder.decode(val_all, size)
+        val_kept = val_decoded[0]
+        skipped = skipped + val_decoded[2]
+        usable = [name for name, n in train_kept.counts().items() if n > 0]
+        if len(usable) < 2:
+            raise TunerError(
+                f"Training data needs at least 2 classes with usable images. Received: "
+                f"{usable} in {config.data}"
+            )
+        val = data_module.check_validation_classes(train_kept, val_kept)
+        train = train_kept
+        result = SearchData(
+            train, val, sources={"train": train_kept, "val": val_kept}, decoder=decoder
+        )
+        result._add(val_kept, size, val_decoded)
+    else:
+        train, val = data_module.stratified_split(train_kept, config.val_split, config.seed)
+        result = SearchData(
+            train, val, sources={"train": train_kept, "val": train_kept}, decoder=decoder
+        )
+    result._add(train_kept, size, train_decoded)
+
+    config.project_dir.mkdir(parents=True, exist_ok=True)
+    decoder.commit()
+    if skipped:
+        data_module.write_skipped(skipped, config.project_dir / SKIPPED_FILE)
+        display.warning(
+            data_module.summarize_skipped(skipped)
+            + f" (all listed in {config.project_dir / SKIPPED_FILE})"
+        )
+    display.message(
+        f"{len(train)} training and {len(val)} validation images, "
+        f"{len(train.class_names)} classes: {', '.join(train.class_names)}"
+    )
+    return result
