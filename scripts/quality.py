@@ -16,7 +16,7 @@ sizes under ~/.cache/tuner/quality/, split into train/, val/ and test/), then me
 (b) a linear probe: pooled backbone features (own preprocessing) -> StandardScaler ->
     LogisticRegression(C=1), fit on TRAIN.
 (c) the search: the real CLI in a subprocess (`python -m tuner.search --data TRAIN --val-data VAL
-    ... --time-budget T`, T = the faster (a) row's wall time minus a margin), then its exported
+    ... --time-budget T`, T = the faster (a) row's time minus a margin), then its exported
     `model.keras` loaded with `keras.saving.load_model(safe_mode=True)` and called, as a user
     would, on each TEST file decoded at its own size.
 
@@ -25,7 +25,10 @@ the search selects on VAL. All rows score on TEST, which nothing trains or selec
 starts from the same backbone weights: the weights file, or for `--weights none` the random init
 the search itself draws (`keras.utils.set_random_seed(SEED)` then `build_backbone`; checked against
 the search's init file after it ran). Wall time per row counts that row's own decoding, model
-building, training and TEST evaluation (not dataset generation or a weights-file conversion).
+building, training and TEST evaluation (not dataset generation or a weights-file conversion). The
+time budget and the "within the recipe's time" check compare the rows without TEST decoding and
+scoring (`train_s`): the test split is large, and the export is scored file by file as a user
+calls it, where the recipe predicts in batches.
 """
 
 from __future__ import annotations
@@ -255,7 +258,9 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
     spec = get_backbone(case.backbone)
     train, x_train, y_train = load_split(dirs["train"], case.image_size)
     _, x_val, y_val = load_split(dirs["val"], case.image_size, train.class_names)
+    test_start = time.perf_counter()
     _, x_test, y_test = load_split(dirs["test"], case.image_size, train.class_names)
+    test_s = time.perf_counter() - test_start
     n_classes = len(train.class_names)
 
     keras.backend.clear_session()
@@ -295,12 +300,14 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
     trainable = int(sum(np.prod(w.shape) for w in backbone.trainable_weights))
     model.compile(keras.optimizers.Adam(RECIPE_FINETUNE_LR), loss=loss, metrics=["accuracy"])
     tune = model.fit(epochs=s.head_epochs + s.finetune_epochs, initial_epoch=s.head_epochs, **fit)
+    test_start = time.perf_counter()
     probabilities = model.predict(x_test, batch_size=64, verbose=0)
     if n_classes == 2:  # Keras's binary accuracy threshold
         predicted = (probabilities.reshape(-1) > 0.5).astype(np.int64)
     else:
         predicted = probabilities.argmax(axis=-1)
     row.wall_s = time.perf_counter() - start
+    test_s += time.perf_counter() - test_start
     row.test_accuracy = float(np.mean(predicted == y_test))
     val_history = head.history["val_accuracy"] + tune.history["val_accuracy"]
     row.val_accuracy = float(val_history[-1])
@@ -315,6 +322,8 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
         ],
         "images": [len(y_train), len(y_val), len(y_test)],
         "predicted_counts": np.bincount(predicted, minlength=n_classes).tolist(),
+        "test_eval_s": test_s,
+        "train_s": row.wall_s - test_s,
     }
     del model, backbone
     gc.collect()
@@ -497,6 +506,7 @@ def run_search(
         )
     search_s = time.perf_counter() - start
     row.details["search_s"] = search_s
+    row.details["train_s"] = search_s  # the whole command: decode, cache, trials, export
     row.details["exit_code"] = result.returncode
     row.details["log"] = str(log)
     if result.returncode != 0:
@@ -581,10 +591,18 @@ def run_case(case: Case, s: Settings) -> dict[str, Any]:
     rows.append(guarded("linear probe", lambda: run_probe(case, weights, dirs, s)))
     say(f"  {describe(rows[-1])}")
 
-    recipe_walls = [r.wall_s for r in rows[:2] if r.wall_s is not None and r.error is None]
+    # The time a row takes to give a model: its wall time without decoding and scoring TEST,
+    # whose size is the benchmark's choice (the recipe predicts in batches, the export is called
+    # file by file, as a user calls it).
+    recipe_walls = [
+        r.details["train_s"] for r in rows[:2] if r.wall_s is not None and r.error is None
+    ]
     reference = min(recipe_walls) if recipe_walls else None
     budget = max((reference or 0.0) - s.margin_s, s.min_budget_s)
-    say(f"{case.name}: search (time budget {budget:.0f}s = min recipe wall - {s.margin_s:g}s)")
+    say(
+        f"{case.name}: search (time budget {budget:.0f}s = fastest recipe, TEST scoring "
+        f"excluded, - {s.margin_s:g}s)"
+    )
     project = s.work_dir / case.name
     search_row = guarded("search", lambda: run_search(case, weights, dirs, budget, s)[0])
     rows.append(search_row)
@@ -608,8 +626,9 @@ def run_case(case: Case, s: Settings) -> dict[str, Any]:
         and best is not None
         and 100 * searched >= 100 * best - TARGET_POINTS - 1e-9
     )
+    search_s = search_row.details.get("train_s")
     result["search_within_recipe_time"] = (
-        search_row.wall_s is not None and reference is not None and search_row.wall_s <= reference
+        search_s is not None and reference is not None and search_s <= reference
     )
     result["chance"] = 1 / len(spec.classes)
     return result
@@ -729,10 +748,12 @@ def case_notes(result: dict[str, Any]) -> list[str]:
             f"the recipe's wall time minus the margin was below the floor, so the search got "
             f"{result['time_budget_s']:.0f}s"
         )
-    if search["wall_s"] is not None and reference is not None:
+    search_s = (search.get("details") or {}).get("train_s")
+    if search_s is not None and reference is not None:
         relation = "within" if result["search_within_recipe_time"] else "OVER"
         out.append(
-            f"search wall {search['wall_s']:.1f}s vs fastest recipe row {reference:.1f}s: {relation}"
+            f"search {search_s:.1f}s vs fastest recipe row {reference:.1f}s (TEST scoring "
+            f"excluded from both): {relation}"
         )
     if result["same_init_as_search"] is False:
         out.append("the search's random init differs from the one (a) and (b) started from")

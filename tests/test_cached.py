@@ -135,7 +135,7 @@ def test_a_rerun_decodes_nothing_until_a_file_changes(search_config, monkeypatch
 
 
 def test_a_dataset_that_fails_validation_leaves_no_cache(tmp_path, search_config, prepared):
-    from tests.conftest import make_folder
+    from tests.images import make_folder
     from tuner.errors import DataError
 
     data = make_folder(tmp_path / "small", per_class=1)  # one image a class: too small to split

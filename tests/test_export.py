@@ -57,7 +57,7 @@ def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_con
     import keras
     import tensorflow as tf
 
-    from tests.conftest import draw, write_jpeg
+    from tests.images import draw, write_jpeg
 
     rng = np.random.default_rng(5)
     data = tmp_path / "varied"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_folder, write_jpeg, write_png
+from tests.images import make_folder, write_jpeg, write_png
 from tuner import search as cli
 
 REPO = Path(__file__).resolve().parents[1]

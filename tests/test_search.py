@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_folder
+from tests.images import make_folder
 from tuner import search as cli
 
 

@@ -78,10 +78,12 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     """
     display = display or SearchDisplay(verbose=config.verbose)
     overhead = Overhead()
-    data = prepare_data(config, image_sizes(config)[config.backbones[0]], display)
+    sizes = image_sizes(config)  # resolved once; everything below reads these
+    data = prepare_data(config, sizes[config.backbones[0]], display)
     features = Features(
         config,
         data,
+        image_sizes=sizes,
         max_unfreeze_blocks=space.max_unfreeze_blocks(),
         display=display,
         overhead=overhead,

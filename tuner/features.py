@@ -95,6 +95,7 @@ class Features:
     Args:
         config: the search configuration.
         data: the search's images.
+        image_sizes: the input size of each backbone, resolved once (`image_sizes`).
         max_unfreeze_blocks: the most blocks any trial of the space unfreezes.
         display: where cache builds show their progress.
         overhead: where time spent building and caching is counted.
@@ -105,16 +106,17 @@ class Features:
         config: SearchConfig,
         data: SearchData,
         *,
+        image_sizes: dict[str, int],
         max_unfreeze_blocks: int,
         display: SearchDisplay,
         overhead: Overhead,
     ) -> None:
         self.config = config
         self.data = data
+        self.image_sizes = dict(image_sizes)
         self.max_unfreeze_blocks = max_unfreeze_blocks
         self.display = display
         self.overhead = overhead
-        self.image_sizes = image_sizes(config)
         self.cache = (
             ArrayCache(config.resolved_cache_dir, memory_budget=config.cache_memory)
             if config.cache
