@@ -174,7 +174,7 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(
     cut = session.cut(1)
     used = np.asarray(session.features("train", cut))
 
-    fresh = bench.features.build_backbone(get_backbone("tiny"))  # the same init file, untouched
+    fresh = bench.features.build_backbone("tiny")  # the same init file, untouched
     bottom, _ = split(fresh, cut)
     inputs = keras.Input((32, 32, 3))
     x = inputs

@@ -11,7 +11,6 @@ per-channel statistics (`tuner.model.FeatureStats`) and the linear head (`tuner.
 from __future__ import annotations
 
 import fcntl
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tuner.display import SearchDisplay
 from tuner.model import FeatureStats
 from tuner.pixels import SearchData
 from tuner.probe import LinearHead, fit_linear_head
+from tuner.project import atomic_write
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,8 @@ def _ensure_random_init(backbone: Backbone, size: int, path: Path, seed: int) ->
             return
         keras.utils.set_random_seed(seed)
         model = build_backbone(backbone, size, None)
-        tmp = path.with_name(f"{path.name[: -len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
-        try:
-            model.save_weights(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # Keras saves weights only to a name that ends in ".weights.h5".
+        atomic_write(path, model.save_weights, suffix=".weights.h5")
 
 
 class Features:

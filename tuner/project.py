@@ -20,7 +20,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,22 @@ def trial_dir(project_dir: Path, trial_id: str) -> Path:
     return Path(project_dir) / TRIALS_DIR / f"trial_{trial_id}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes a small text file so that readers never see half of it."""
+def atomic_write(path: Path, write: Callable[[Path], Any], *, suffix: str = "") -> None:
+    """Writes `path` so that readers never see half of it: `write(tmp)` fills a temporary
+    sibling (named to end with `suffix`, for writers that insist on one), which is then renamed
+    into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
     try:
-        tmp.write_text(text)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes a small text file so that readers never see half of it."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 # ------------------------------------------------------------------------------ trial summary
