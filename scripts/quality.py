@@ -1,7 +1,7 @@
 """Model quality of the search against two anchors, on held-out TEST images.
 
 Usage:
-    python scripts/quality.py              # every case (28 min measured on 2 idle cores)
+    python scripts/quality.py              # every case (29 min measured on 2 idle cores)
     python scripts/quality.py --quick      # fewer images and epochs: a smoke run (about 5 min)
     python scripts/quality.py --cases binary-flat,random-vgg16 --json out.json
 
