@@ -323,9 +323,7 @@ class _CachedPlan(_Plan):
 
     def _finetune_model(self) -> keras.Model:
         assert self.cut is not None
-        top = self.session.split(self.cut)[1]
-        inputs = keras.Input(tuple(int(d) for d in top.input.shape[1:]), name="activations")
-        return keras.Model(inputs, self.head(top(inputs)), name="finetune")
+        return _TopAndHead(self.session.split(self.cut)[1], self.head)
 
     def _phase(self, phase: int, seed: int):
         session = self.session
@@ -349,6 +347,25 @@ class _CachedPlan(_Plan):
         train = self._dataset(session.features("train", cut), "train", seed, phase, views)
         val = self._dataset(session.features("val", cut), "val", seed, phase)
         return model, train, val
+
+
+class _TopAndHead(keras.Model):
+    """The backbone's top blocks, then the head: what phase 2 trains on cached activations.
+
+    A subclassed model on purpose. A functional `keras.Model(inputs, head(top(inputs)))` calls the
+    shared top symbolically, which records a node on it that points at the head: every trial's
+    head, with its compiled functions and optimizer slots, would stay reachable from the backbone
+    for the rest of the search (`tests/test_cached.py::
+    test_no_earlier_trial_s_head_stays_reachable`).
+    """
+
+    def __init__(self, top: keras.Model, head: keras.Model) -> None:
+        super().__init__(name="finetune")
+        self.top = top
+        self.head = head
+
+    def call(self, inputs, training=None):
+        return self.head(self.top(inputs, training=training), training=training)
 
 
 class _FullPlan(_Plan):
