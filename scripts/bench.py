@@ -21,6 +21,10 @@ What is counted:
     training      the `fit()` seconds of both phases from `summary.json` (first-epoch tracing
                   included; cache builds excluded).
     outside       (wall - training) / wall; `Workbench.overhead.seconds` is reported beside it.
+    bound         per phase (and per unfreeze depth the search used), the full model's train step
+                  over its cached counterpart's, on the same batch in-process (median of 5 steps
+                  after 2 warm-up steps): the most the cache can win per epoch of that phase,
+                  printed beside the per-epoch ratio the two searches measured.
 
 The cached run goes first and pays for TensorFlow's first-use warm-up, which favours the no-cache
 run. Both runs share 2 noisy CPU cores with whatever else runs on the machine: rerun before
@@ -336,8 +340,19 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
         if (a.get("best") or {}).get("val_accuracy") is not None
         and (b.get("best") or {}).get("val_accuracy") is not None
     ]
+    ks = sorted(
+        {
+            int(t["hyperparameters"]["finetune/unfreeze_blocks"])
+            for t in cached.trials
+            if t.get("hyperparameters")
+        }
+        - {0}
+    )
+    say(f"step bounds: full vs cached train step on one batch, phase 1 and cuts k={ks}")
+    bounds = step_bounds(settings, projects["cached"] / "init" / init_name, cached.n_classes, ks)
     return {
         "settings": settings,
+        "bounds": bounds,
         "checks": {
             "same_init": same_init,
             "same_trials": same_trials,
@@ -346,6 +361,99 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
         },
         "runs": {"cached": cached, "nocache": nocache},
     }
+
+
+def _step_seconds(model: Any, x: Any, y: Any, repeats: int = 5) -> float:
+    """Median seconds of one `train_on_batch` step, after two warm-up steps (tracing)."""
+    for _ in range(2):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def step_bounds(
+    settings: dict[str, Any], init_file: Path, n_classes: int, ks: list[int]
+) -> list[dict[str, Any]]:
+    """What the cache can win per training step, measured in-process on the same batch.
+
+    Phase 1: the full model with the backbone frozen against the head alone on pooled features.
+    Phase 2, for each unfreeze depth the search used: the full model with the top k blocks
+    trainable against those blocks and the head on activations cached at the cut. The ratio of
+    the two is the bound on the per-epoch speed-up of that phase.
+    """
+    import keras
+    import numpy as np
+
+    from tuner import cuts
+    from tuner.activations import with_preprocessing
+    from tuner.backbones import build_backbone, get_backbone
+    from tuner.model import build_classifier, build_head, compile_model
+    from tuner.training import _TopAndHead, labels_for
+
+    spec = get_backbone(settings["backbone"])
+    size = settings["image_size"]
+    batch = settings["batch_size"]
+    rng = np.random.default_rng(settings["seed"])
+    x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    y = labels_for(rng.integers(0, n_classes, batch), n_classes)
+    rows = []
+    for k in [0, *ks]:
+        keras.backend.clear_session()
+        backbone = build_backbone(spec, size, str(init_file))
+        head = build_head(
+            int(backbone.output.shape[-1]), units=256, dropout=0.2, n_classes=n_classes
+        )
+        full = build_classifier(backbone, head, image_size=size, preprocessing=spec.preprocessing)
+        cut = cuts.unfreeze_cut(backbone, spec.block_pattern, k) if k else len(backbone.layers) - 1
+        if k:
+            cuts.freeze_for_finetune(backbone, cut)
+        else:
+            backbone.trainable = False
+        compile_model(full, 1e-5, n_classes)
+        full_s = _step_seconds(full, x, y)
+        if k:
+            bottom, top = cuts.split(backbone, cut)
+            inputs = with_preprocessing(bottom, spec, size).predict(x, verbose=0)
+            cached = _TopAndHead(top, head)
+        else:
+            inputs = with_preprocessing(backbone, spec, size).predict(x, verbose=0)
+            cached = head
+        compile_model(cached, 1e-5, n_classes)
+        cached_s = _step_seconds(cached, inputs, y)
+        rows.append(
+            {
+                "phase": 2 if k else 1,
+                "unfreeze_blocks": k,
+                "full_step_s": full_s,
+                "cached_step_s": cached_s,
+                "bound": full_s / cached_s if cached_s else None,
+            }
+        )
+    return rows
+
+
+def bounds_table(result: dict[str, Any], numbers: dict[str, Any]) -> Any:
+    """Per phase: the per-epoch ratio the search measured beside the step bound."""
+    from rich.table import Table
+
+    table = Table(title="what the cache can win per step (bound) and what each phase got")
+    for column in ("phase", "unfreeze", "full step", "cached step", "bound", "measured/epoch"):
+        table.add_column(column, justify="right")
+    measured = {1: numbers.get("speedup_phase1_epoch"), 2: numbers.get("speedup_phase2_epoch")}
+    for row in result.get("bounds", []):
+        table.add_row(
+            str(row["phase"]),
+            str(row["unfreeze_blocks"] or "-"),
+            f"{1000 * row['full_step_s']:.0f} ms",
+            f"{1000 * row['cached_step_s']:.0f} ms",
+            _x(row["bound"]),
+            _x(measured[row["phase"]]),
+        )
+    return table
 
 
 # ----------------------------------------------------------------------------------- numbers
@@ -567,6 +675,7 @@ def jsonable(result: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
         "settings": result["settings"],
         "checks": result["checks"],
         "numbers": numbers,
+        "bounds": result.get("bounds", []),
         "runs": runs,
     }
 
@@ -611,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console = Console(width=max(100, Console().width))
     console.print(build_table(numbers, title))
+    console.print(bounds_table(result, numbers))
     for line in notes(result, numbers):
         console.print(line, highlight=False)
     print(summary_line(numbers), flush=True)
