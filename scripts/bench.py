@@ -63,9 +63,24 @@ QUICK: dict[str, Any] = {
     "images": 120,
     "max_trials": 2,
 }
+# The larger case: enough images and epochs that fixed costs stop dominating. The no-cache run
+# trains only the first NOCACHE_TRIALS of the same trials; the rest are extrapolated per trial
+# from them (`extrapolate`), and the output says so.
+LARGE: dict[str, Any] = {
+    "backbone": "xception",
+    "image_size": 128,
+    "images": 2000,
+    "max_trials": 8,
+    "epochs_head": 4,
+    "epochs_finetune": 4,
+    "nocache_trials": 3,
+}
 CLASSES = ("checks", "dots", "stripes")
 DRAW_SIZE = 128  # pixels of the generated images; the search resizes them to --image-size
 SPEED_TARGET = 5.0  # cached at least this many times faster end to end
+BOUND_SHARE_TARGET = 0.8  # each phase's per-epoch ratio at least this share of its step bound
+OUTSIDE_TARGET = 0.10  # at most this share of cached wall time outside training
+IDEAL_SHARE_TARGET = 0.8  # end to end at least this share of the ideal ratio
 ACCURACY_TARGET = 1.0  # best val accuracy within this many points of the no-cache run
 # Every trial fine-tunes: unfreeze_blocks >= 1 makes phase 2 happen, so its per-epoch cost can be
 # compared. Layered last, over default.toml and the backbone family's file.
@@ -92,6 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="smoke check: tiny backbone at 64px, 120 images, 2 trials",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help=f"the larger case: {LARGE['backbone']} at {LARGE['image_size']}px, "
+        f"{LARGE['images']} images, {LARGE['max_trials']} trials x ({LARGE['epochs_head']} + "
+        f"{LARGE['epochs_finetune']}) epochs, no-cache on the first {LARGE['nocache_trials']} "
+        "trials only (the rest extrapolated)",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="the memory case: peak RSS of cached searches on 2,000 and 20,000 generated images "
+        "at 224px, and RSS after each of 20 trials (scripts/bench_memory.py)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="the default case, then --large, then --memory"
+    )
+    parser.add_argument(
+        "--nocache-trials",
+        type=int,
+        help="run only the first N trials without the cache and extrapolate the rest "
+        "(default: all; 3 with --large)",
     )
     parser.add_argument("--backbone", help=f"default: {DEFAULTS['backbone']}")
     parser.add_argument("--image-size", type=int, help=f"default: {DEFAULTS['image_size']}")
@@ -123,9 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark settings: the issue's defaults, `--quick` over them, explicit flags last."""
-    settings = dict(DEFAULTS)
+    settings = dict(DEFAULTS) | {"nocache_trials": None}
     if args.quick:
         settings.update(QUICK)
+    if args.large:
+        settings.update(LARGE)
+    if args.nocache_trials is not None:
+        settings["nocache_trials"] = args.nocache_trials
     for name in DEFAULTS:
         value = getattr(args, name)
         if value is not None:
@@ -291,7 +333,11 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     for project in projects.values():
         shutil.rmtree(project, ignore_errors=True)  # a stale cache or init would skew the run
 
+    subset = settings.get("nocache_trials")
+    subset = None if subset is None or subset >= settings["max_trials"] else subset
+
     def config(label: str) -> SearchConfig:
+        trials = subset if (label == "no-cache" and subset) else settings["max_trials"]
         return SearchConfig(
             data=data,
             backbones=(spec.name,),
@@ -300,7 +346,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
             image_size=settings["image_size"],
             space=space_file,
             oracle=settings["oracle"],
-            max_trials=settings["max_trials"],
+            max_trials=trials,
             epochs_head=settings["epochs_head"],
             epochs_finetune=settings["epochs_finetune"],
             batch_size=settings["batch_size"],
@@ -321,15 +367,19 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     init = projects["no-cache"] / "init" / init_name
     init.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(projects["cached"] / "init" / init_name, init)
-    say("no-cache run (same init, oracle, seed, trials and epochs)")
+    say(
+        "no-cache run (same init, oracle, seed, trials and epochs"
+        + (f"; the first {subset} trials only)" if subset else ")")
+    )
     nocache = run_search("no-cache", config("no-cache"), space, verbose)
     say(f"no-cache run done in {nocache.wall_s:.1f}s")
 
     same_init = file_sha256(cached.init_file) == file_sha256(nocache.init_file)
-    same_trials = [t["hyperparameters"] for t in cached.trials] == [
+    matched = cached.trials[: len(nocache.trials)]  # the no-cache run may be a subset
+    same_trials = [t["hyperparameters"] for t in matched] == [
         t["hyperparameters"] for t in nocache.trials
     ]
-    same_epochs = [t.get("epochs_run") for t in cached.trials] == [
+    same_epochs = [t.get("epochs_run") for t in matched] == [
         t.get("epochs_run") for t in nocache.trials
     ]
     # The two paths train the same steps (docs/design.md §1), so per-trial scores should agree up
@@ -436,22 +486,28 @@ def step_bounds(
     return rows
 
 
-def bounds_table(result: dict[str, Any], numbers: dict[str, Any]) -> Any:
-    """Per phase: the per-epoch ratio the search measured beside the step bound."""
+def bounds_table(numbers: dict[str, Any]) -> Any:
+    """Per phase (and cut): the per-epoch ratio the searches measured beside the step bound."""
     from rich.table import Table
 
-    table = Table(title="what the cache can win per step (bound) and what each phase got")
-    for column in ("phase", "unfreeze", "full step", "cached step", "bound", "measured/epoch"):
+    table = Table(
+        title="what the cache can win per step (bound) and what each phase got",
+        title_justify="left",
+        caption="measured/epoch: no-cache over cached seconds per epoch, on the trials both ran",
+        caption_justify="left",
+    )
+    columns = ("phase", "unfreeze", "full step", "cached step", "bound", "measured/epoch", "share")
+    for column in columns:
         table.add_column(column, justify="right")
-    measured = {1: numbers.get("speedup_phase1_epoch"), 2: numbers.get("speedup_phase2_epoch")}
-    for row in result.get("bounds", []):
+    for row in numbers["per_phase"]:
         table.add_row(
             str(row["phase"]),
             str(row["unfreeze_blocks"] or "-"),
             f"{1000 * row['full_step_s']:.0f} ms",
-            f"{1000 * row['cached_step_s']:.0f} ms",
+            f"{1000 * row['cached_step_s']:.1f} ms",
             _x(row["bound"]),
-            _x(measured[row["phase"]]),
+            _x(row["measured"]),
+            _pct(row["share_of_bound"]),
         )
     return table
 
@@ -463,8 +519,103 @@ def ratio(slow: float | None, fast: float | None) -> float | None:
     return slow / fast if slow is not None and fast else None
 
 
-def compare(cached: RunResult, nocache: RunResult) -> dict[str, Any]:
+def _k(trial: dict[str, Any]) -> int:
+    return int(trial.get("hyperparameters", {}).get("finetune/unfreeze_blocks", 0))
+
+
+def _linear(trial: dict[str, Any]) -> bool:
+    return int(trial.get("hyperparameters", {}).get("head/units", 1)) == 0
+
+
+def _epochs(trial: dict[str, Any], phase: str) -> int:
+    return int((trial.get(phase) or {}).get("epochs") or 0)
+
+
+def _per_epoch(trials: list[dict[str, Any]], phase: str, pick: Any = None) -> float | None:
+    """Seconds per epoch of `phase` over the `trials` that `pick` selects."""
+    parts = [t[phase] for t in trials if t.get(phase) and (pick is None or pick(t))]
+    epochs = sum(p["epochs"] for p in parts)
+    return sum(p["seconds"] for p in parts) / epochs if epochs else None
+
+
+def extrapolate(
+    cached: RunResult, nocache: RunResult, bounds: list[dict[str, Any]]
+) -> tuple[float, int]:
+    """Seconds the no-cache run would have added for the cached run's trials it did not run, and
+    how many those are.
+
+    Each such trial costs its own epochs at the no-cache run's seconds per epoch: phase 1 by head
+    kind (a linear head's phase 1 is one scoring pass, a dense head's is gradient epochs), phase 2
+    by unfreeze depth. A depth the no-cache run never trained is scaled from the nearest one it did
+    by the ratio of their full-model steps (`step_bounds`). Every trial also pays the no-cache
+    run's mean seconds per trial outside `fit()` (cache-free set-up, scoring, checkpoint,
+    KerasTuner's bookkeeping).
+    """
+    ran = {t["trial_id"] for t in nocache.trials}
+    missing = [t for t in cached.trials if t["trial_id"] not in ran]
+    if not missing or not nocache.trials:
+        return 0.0, 0
+    sub = nocache.trials
+    any_p1 = _per_epoch(sub, "phase1")
+    p1 = {
+        kind: _per_epoch(sub, "phase1", lambda t, kind=kind: _linear(t) == kind) for kind in (0, 1)
+    }
+    p2 = {
+        k: v
+        for k in {_k(t) for t in sub}
+        if (v := _per_epoch(sub, "phase2", lambda t, k=k: _k(t) == k))
+    }
+    full = {row["unfreeze_blocks"]: row["full_step_s"] for row in bounds if row["phase"] == 2}
+    outside = (nocache.search_s - nocache.training_s) / len(sub)
+    total = 0.0
+    for trial in missing:
+        k = _k(trial)
+        per_p2 = p2.get(k)
+        if per_p2 is None and p2 and _epochs(trial, "phase2"):
+            near = min(p2, key=lambda m: abs(m - k))
+            per_p2 = p2[near] * full[k] / full[near]
+        per_p1 = p1.get(int(_linear(trial))) or any_p1 or 0.0
+        total += _epochs(trial, "phase1") * per_p1 + _epochs(trial, "phase2") * (per_p2 or 0.0)
+        total += outside
+    return total, len(missing)
+
+
+def per_phase(
+    cached: RunResult, nocache: RunResult, bounds: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each bound row with the per-epoch ratio measured on the trials both runs trained."""
+    ran = {t["trial_id"] for t in nocache.trials}
+    mine = [t for t in cached.trials if t["trial_id"] in ran]
+    rows = []
+    for row in bounds:
+        k = row["unfreeze_blocks"]
+        phase = "phase1" if row["phase"] == 1 else "phase2"
+        pick = None if row["phase"] == 1 else (lambda t, k=k: _k(t) == k)
+        measured = ratio(_per_epoch(nocache.trials, phase, pick), _per_epoch(mine, phase, pick))
+        share = measured / row["bound"] if measured is not None and row["bound"] else None
+        rows.append(row | {"measured": measured, "share_of_bound": share})
+    return rows
+
+
+def ideal_ratio(trials: list[dict[str, Any]], bounds: list[dict[str, Any]]) -> float | None:
+    """The end-to-end ratio if every epoch cost its step time on both paths and nothing else did:
+    each trial's epochs per phase (and cut) weighted by the full and the cached step."""
+    steps = {(row["phase"], row["unfreeze_blocks"]): row for row in bounds}
+    full = cached = 0.0
+    for trial in trials:
+        for phase, key in (("phase1", (1, 0)), ("phase2", (2, _k(trial)))):
+            epochs = _epochs(trial, phase)
+            if epochs and key in steps:
+                full += epochs * steps[key]["full_step_s"]
+                cached += epochs * steps[key]["cached_step_s"]
+    return ratio(full, cached)
+
+
+def compare(
+    cached: RunResult, nocache: RunResult, bounds: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Every number the report shows, as plain data."""
+    bounds = bounds or []
     reach_s, reach_trial = cached.time_to_reach(nocache.best)
     own_s, own_trial = nocache.time_to_reach(nocache.best)
     delta = (
@@ -493,14 +644,36 @@ def compare(cached: RunResult, nocache: RunResult) -> dict[str, Any]:
             "trials": len(run.trials),
         }
 
-    speedup = ratio(nocache.wall_s, cached.wall_s)
+    ran = {t["trial_id"] for t in nocache.trials}
+    matched = [t for t in cached.trials if t["trial_id"] in ran]
+    extra_s, extra_trials = extrapolate(cached, nocache, bounds)
+    nocache_wall = nocache.wall_s + extra_s
+    speedup = ratio(nocache_wall, cached.wall_s)
+    ideal = ideal_ratio(cached.trials, bounds)
+    phases = per_phase(cached, nocache, bounds)
+    outside = (cached.wall_s - cached.training_s) / cached.wall_s
     return {
+        "nocache_extrapolated_trials": extra_trials,
+        "nocache_extrapolated_s": extra_s,
+        "nocache_wall_s": nocache_wall,
+        "ideal_ratio": ideal,
+        "share_of_ideal": speedup / ideal if speedup is not None and ideal else None,
+        "per_phase": phases,
+        "targets": {
+            "each phase >= 80% of its bound": bool(phases)
+            and all((r["share_of_bound"] or 0) >= BOUND_SHARE_TARGET for r in phases),
+            "<= 10% of cached wall outside training": outside <= OUTSIDE_TARGET,
+            "end to end >= 80% of the ideal ratio": speedup is not None
+            and ideal is not None
+            and speedup >= IDEAL_SHARE_TARGET * ideal,
+        },
         "cached": side(cached),
         "nocache": side(nocache),
         "speedup_wall": speedup,
-        "speedup_search": ratio(nocache.search_s, cached.search_s),
-        "speedup_phase1_epoch": ratio(nocache.per_epoch("phase1"), cached.per_epoch("phase1")),
-        "speedup_phase2_epoch": ratio(nocache.per_epoch("phase2"), cached.per_epoch("phase2")),
+        "speedup_search": ratio(nocache_wall - nocache.prepare_s, cached.search_s),
+        # On the trials both runs trained (all of them unless --nocache-trials).
+        "speedup_phase1_epoch": ratio(nocache.per_epoch("phase1"), _per_epoch(matched, "phase1")),
+        "speedup_phase2_epoch": ratio(nocache.per_epoch("phase2"), _per_epoch(matched, "phase2")),
         "accuracy_delta_points": delta,
         "chance_accuracy": 1 / cached.n_classes,
         "cached_time_to_nocache_best_s": reach_s,
@@ -546,7 +719,26 @@ def build_table(numbers: dict[str, Any], title: str) -> Any:
     table.add_column("cached", justify="right")
     table.add_column("no-cache", justify="right")
     table.add_column("no-cache/cached", justify="right")
-    table.add_row("wall, end to end", _s(c["wall_s"]), _s(n["wall_s"]), _x(numbers["speedup_wall"]))
+    extra = numbers["nocache_extrapolated_trials"]
+    table.add_row(
+        "wall, end to end",
+        _s(c["wall_s"]),
+        _s(numbers["nocache_wall_s"]) + (" *" if extra else ""),
+        _x(numbers["speedup_wall"]),
+    )
+    if extra:
+        table.add_row(
+            f"  * no-cache ran {n['trials']} trials: {extra} more extrapolated",
+            "",
+            f"{_s(n['wall_s'])} + {_s(numbers['nocache_extrapolated_s'])}",
+            "",
+        )
+    table.add_row(
+        "  ideal: step bounds x epoch mix",
+        "",
+        "",
+        f"{_x(numbers['ideal_ratio'])} (measured {_pct(numbers['share_of_ideal'])})",
+    )
     table.add_row(
         "  prepare: decode, build, init",
         _s(c["prepare_s"]),
@@ -624,7 +816,9 @@ def summary_line(numbers: dict[str, Any]) -> str:
     reach = numbers["cached_time_to_nocache_best_s"]
     met = {True: "met", False: "NOT met"}
     return (
-        f"bench: cached {c['wall_s']:.1f}s vs no-cache {n['wall_s']:.1f}s end to end = "
+        f"bench: cached {c['wall_s']:.1f}s vs no-cache {numbers['nocache_wall_s']:.1f}s"
+        + (" (extrapolated)" if numbers["nocache_extrapolated_trials"] else "")
+        + " end to end = "
         f"{_x(numbers['speedup_wall'])} (target >= {SPEED_TARGET:g}x: "
         f"{met[numbers['speed_target_met']]}); best val_accuracy {_acc(c['best_val_accuracy'])} "
         f"vs {_acc(n['best_val_accuracy'])} = "
@@ -680,36 +874,16 @@ def jsonable(result: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = settings_from_args(args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    started = time.perf_counter()
-    import tensorflow as tf  # noqa: F401 - imported here so neither run pays for it
-    from rich.console import Console
-
-    from tuner.errors import TunerError
-
-    own_work = args.work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="tuner-bench-")) if own_work else args.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    say(f"work dir {work}")
-    try:
-        if args.data is not None:
-            data = args.data
-            settings["data"] = str(data)
-        else:
-            data = make_dataset(work / "data", settings["images"], settings["seed"])
-            settings["data"] = f"generated: {settings['images']} images, {len(CLASSES)} classes"
-        result = benchmark(settings, work, data, args.verbose)
-    except TunerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if own_work:
-            shutil.rmtree(work, ignore_errors=True)
-
-    numbers = compare(result["runs"]["cached"], result["runs"]["nocache"])
+def speed_case(settings: dict[str, Any], args: argparse.Namespace, work: Path, console: Any) -> Any:
+    """One cached-vs-no-cache comparison, printed; returns its JSON-able numbers."""
+    if args.data is not None:
+        data = args.data
+        settings["data"] = str(data)
+    else:
+        data = make_dataset(work / "data", settings["images"], settings["seed"])
+        settings["data"] = f"generated: {settings['images']} images, {len(CLASSES)} classes"
+    result = benchmark(settings, work, data, args.verbose)
+    numbers = compare(result["runs"]["cached"], result["runs"]["nocache"], result["bounds"])
     cached = result["runs"]["cached"]
     title = (
         f"{settings['backbone']} @{settings['image_size']}px, {cached.train_images}+"
@@ -718,16 +892,79 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings['epochs_finetune']} fine-tune) epochs, batch {settings['batch_size']}, "
         f"seed {settings['seed']}, weights none"
     )
-    console = Console(width=max(100, Console().width))
     console.print(build_table(numbers, title))
-    console.print(bounds_table(result, numbers))
+    console.print(bounds_table(numbers))
+    for name, met in numbers["targets"].items():
+        console.print(f"target: {name}: {'met' if met else 'NOT met'}", highlight=False)
     for line in notes(result, numbers):
         console.print(line, highlight=False)
     print(summary_line(numbers), flush=True)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(jsonable(result, numbers), indent=2) + "\n")
-        say(f"numbers saved to {args.json}")
+    return jsonable(result, numbers)
+
+
+def memory_case(args: argparse.Namespace, work: Path, console: Any) -> Any:
+    """The memory case (`scripts/bench_memory.py`), printed; returns its numbers."""
+    import bench_memory
+
+    space = work / "space.toml"
+    space.write_text(SPACE_TOML)
+    say(
+        f"memory case: cached searches on {bench_memory.SIZES} images and a "
+        f"{bench_memory.GROWTH_TRIALS}-trial run, one child process each"
+    )
+    result = bench_memory.memory_case(work / "memory", space, make_dataset, args.seed)
+    console.print(bench_memory.memory_table(result))
+    for name, met in result["targets"].items():
+        console.print(f"target: {name}: {'met' if met else 'NOT met'}", highlight=False)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    import tensorflow as tf  # noqa: F401 - imported here so neither run pays for it
+    from rich.console import Console
+
+    from tuner.errors import TunerError
+
+    cases: list[str] = []
+    if args.all:
+        cases = ["small", "large", "memory"]
+    else:
+        if args.large:
+            cases.append("large")
+        if args.memory:
+            cases.append("memory")
+        cases = cases or ["small"]
+    own_work = args.work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="tuner-bench-")) if own_work else args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"work dir {work}; cases: {', '.join(cases)}")
+    console = Console(width=max(100, Console().width))
+    out: dict[str, Any] = {}
+    try:
+        for case in cases:
+            case_started = time.perf_counter()
+            if case == "memory":
+                out[case] = memory_case(args, work, console)
+            else:
+                args.large = case == "large"
+                settings = settings_from_args(args)
+                out[case] = speed_case(settings, args, work / case, console)
+            say(f"{case} case: {time.perf_counter() - case_started:.0f}s")
+    except TunerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+        if args.json is not None and out:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(
+                json.dumps(out if len(cases) > 1 else out[cases[0]], indent=2) + "\n"
+            )
+            say(f"numbers saved to {args.json}")
     say(f"total {time.perf_counter() - started:.0f}s")
     return 0
 

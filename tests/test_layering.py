@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
         "probe",
     },
     {"cache", "decode", "display", "model", "oracles", "project", "spaces", "weights"},
-    {"pixels", "trials"},
+    {"pixels", "reuse", "trials"},
     {"activations", "leaderboard"},
     {"features"},
     {"training"},

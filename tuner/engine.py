@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from tuner.project import (
     run_settings,
     trial_dir,
 )
+from tuner.reuse import TrainingModels
 from tuner.spaces import Space, validate_unfreeze
 from tuner.training import train_trial, trial_seed
 from tuner.trials import load_leaderboard
@@ -68,6 +69,8 @@ class Workbench:
     features: Features  # the frozen backbones, their cached activations and the linear head
     display: SearchDisplay
     overhead: Overhead  # seconds outside training, for benchmarks
+    # Compiled training models, one per graph, reused by every trial (docs/design.md §2).
+    models: TrainingModels = field(default_factory=TrainingModels)
 
 
 def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = None) -> Workbench:
@@ -202,6 +205,7 @@ class TransferTuner(kt.Tuner):
         self.features = bench.features
         self.display = bench.display
         self.overhead = bench.overhead
+        self.models = bench.models
         self.deadline = deadline
         self._trial_seconds: list[float] = []  # wall time of each trial this process ran
         self._trial_started = 0.0
@@ -338,6 +342,7 @@ class TransferTuner(kt.Tuner):
             data=self.data,
             display=self.display,
             overhead=self.overhead,
+            models=self.models,
             build_model=self.hypermodel.build_for,
         )
 

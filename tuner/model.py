@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +101,7 @@ def build_head(
     n_classes: int,
     seed: int = 0,
     stats: FeatureStats | None = None,
+    dropout_layer: Callable[..., keras.layers.Layer] = keras.layers.Dropout,
 ) -> keras.Model:
     """The classifier head: standardize, dropout, Dense(units, relu) unless `units` is 0, output.
 
@@ -110,7 +111,8 @@ def build_head(
     logistic regression (see `tuner.probe`). Two classes give one sigmoid unit (binary
     cross-entropy); more give a softmax. Initial weights and dropout masks come from `seed` alone,
     not from the global random state, so the cached and the full-model path start a trial from
-    the same head.
+    the same head. `dropout_layer(rate, seed=, name=)` makes the dropout layer (training swaps in
+    one whose rate is a variable: `tuner.reuse.TrialDropout`).
     """
     stats = stats or FeatureStats.identity(n_features)
     outputs = 1 if n_classes == 2 else n_classes
@@ -124,7 +126,7 @@ def build_head(
     layers: list[keras.layers.Layer] = [
         keras.Input((n_features,), name="features"),
         standardize,
-        keras.layers.Dropout(dropout, seed=seed, name="head_dropout"),
+        dropout_layer(dropout, seed=seed, name="head_dropout"),
     ]
     if units:
         layers.append(

@@ -32,6 +32,7 @@ from tuner.hp import TrialValues
 from tuner.model import BACKBONE_NAME, HEAD_NAME, Pieces, build_head, compile_model
 from tuner.pixels import SearchData
 from tuner.project import PhaseSummary, TrialSummary
+from tuner.reuse import TrainingModels, TrialDropout
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -180,16 +181,6 @@ class _Plan:
         self.features = features
         self.data = data
 
-    def _new_head(self, n_features: int, seed: int) -> keras.Model:
-        return build_head(
-            n_features,
-            units=self.values.units,
-            dropout=self.values.dropout,
-            n_classes=self.data.n_classes,
-            seed=seed,
-            stats=self.features.feature_stats(self.values.backbone),
-        )
-
     def _phase(self, phase: int, seed: int) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
         """The compiled model that `phase` trains, and its train and val batches."""
         raise NotImplementedError
@@ -284,7 +275,11 @@ def _evaluate(model: keras.Model, batches: tf.data.Dataset) -> dict[str, float]:
 
 
 class _CachedPlan(_Plan):
-    """Phase 1 on pooled features, phase 2 on activations cached at the block boundary."""
+    """Phase 1 on pooled features, phase 2 on activations cached at the block boundary.
+
+    Its models come compiled from `models`, one per graph, with this trial's starting state
+    (`tuner.reuse`): steady state neither rebuilds nor retraces.
+    """
 
     def __init__(
         self,
@@ -294,12 +289,26 @@ class _CachedPlan(_Plan):
         config: SearchConfig,
         features: Features,
         data: SearchData,
+        models: TrainingModels,
     ) -> None:
         super().__init__(values, config=config, features=features, data=data)
+        self.models = models
         self.session: BackboneSession = features.session(values.backbone)
         k = values.unfreeze_blocks
         self.cut = self.session.cut(k) if k > 0 else None
-        self.head = self._new_head(self.session.n_features, seed)
+        fresh = build_head(
+            self.session.n_features,
+            units=values.units,
+            dropout=values.dropout,
+            n_classes=data.n_classes,
+            seed=seed,
+            stats=features.feature_stats(values.backbone),
+            dropout_layer=TrialDropout,
+        )
+        self._key = (values.backbone, values.units, data.n_classes)
+        self.head = models.head(
+            self._key, fresh, learning_rate=values.head_lr, n_classes=data.n_classes
+        )
         self._model2: keras.Model | None = None
         if self.cut is not None:
             self.session.restore_pretrained(self.cut)
@@ -322,27 +331,26 @@ class _CachedPlan(_Plan):
         return self.config.augment_views if self.config.augment else 1
 
     def _finetune_model(self) -> keras.Model:
-        assert self.cut is not None
-        return _TopAndHead(self.session.split(self.cut)[1], self.head)
+        cut = self.cut
+        assert cut is not None
+        cuts.freeze_for_finetune(self.session.model, cut)
+        return self.models.compiled_model(
+            self._key + (cut,),
+            lambda: _TopAndHead(self.session.split(cut)[1], self.head),
+            learning_rate=self.values.finetune_lr,
+            n_classes=self.data.n_classes,
+        )
 
     def _phase(self, phase: int, seed: int):
         session = self.session
-        n_classes = self.data.n_classes
         if phase == 1 or (phase == 0 and self._model2 is None):
             model, cut = self.head, session.last
-            if phase == 1 or not model.compiled:
-                compile_model(model, self.values.head_lr, n_classes)
         else:
             assert self.cut is not None
             cut = self.cut
-            if self._model2 is None:
+            if self._model2 is None or phase == 2:
                 self._model2 = self._finetune_model()
             model = self._model2
-            if phase == 2:
-                cuts.freeze_for_finetune(session.model, cut)
-                compile_model(model, self.values.finetune_lr, n_classes)
-            elif not model.compiled:
-                compile_model(model, self.values.finetune_lr, n_classes)
         views = self._views() if phase else 1
         train = self._dataset(session.features("train", cut), "train", seed, phase, views)
         val = self._dataset(session.features("val", cut), "val", seed, phase)
@@ -355,7 +363,7 @@ class _TopAndHead(keras.Model):
     A subclassed model on purpose. A functional `keras.Model(inputs, head(top(inputs)))` calls the
     shared top symbolically, which records a node on it that points at the head: every trial's
     head, with its compiled functions and optimizer slots, would stay reachable from the backbone
-    for the rest of the search (`tests/test_cached.py::
+    for the rest of the search (`tests/test_reuse.py::
     test_no_earlier_trial_s_head_stays_reachable`).
     """
 
@@ -431,6 +439,7 @@ def train_trial(
     data: SearchData,
     display: SearchDisplay,
     overhead: Overhead,
+    models: TrainingModels,
     build_model: Callable[[TrialValues, int], keras.Model],
 ) -> dict[str, float]:
     """Trains one trial's phases, writes the checkpoint of its best epoch, fills in `summary`,
@@ -447,6 +456,7 @@ def train_trial(
         data: the search's images.
         display: where epochs are shown.
         overhead: where time spent outside training is counted.
+        models: the compiled models trials reuse (cached path).
         build_model: builds the full classifier for `values` with a head seed (no-cache path).
 
     Raises:
@@ -468,7 +478,8 @@ def train_trial(
 
     shared = {"config": config, "features": features, "data": data}
     if config.cache:
-        plan: _Plan = _CachedPlan(values, seed, **shared)
+        with overhead.timed():
+            plan: _Plan = _CachedPlan(values, seed, models=models, **shared)
     else:
         with overhead.timed():
             model = build_model(values, seed)

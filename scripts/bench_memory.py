@@ -1,0 +1,209 @@
+"""The memory case of `scripts/bench.py`: peak resident memory of a cached search as data grows.
+
+Usage (through bench.py, which generates the images and starts one child process per run):
+    python scripts/bench.py --memory
+
+Each run is a child process (`python scripts/bench_memory.py --child ...`) that runs one cached
+search and nothing else; the parent reads the child's peak resident set size from `os.wait4`, so
+nothing of the parent (the image generation, earlier runs) is counted. The child also reports its
+resident memory after every trial, which shows whether anything grows per trial.
+
+Runs:
+    scale     a cached search on SIZES[0] and on SIZES[1] generated images at 224 px with a small
+              backbone, the same trials and epochs: the target is peak(20,000) <= 1.5 x
+              peak(2,000).
+    growth    GROWTH_TRIALS trials on SIZES[0] images: resident memory after the last trial
+              against that after trial 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SETTINGS: dict[str, Any] = {
+    "backbone": "mobilenetv3small",
+    "image_size": 224,
+    "max_trials": 2,
+    "epochs_head": 1,
+    "epochs_finetune": 1,
+    "batch_size": 32,
+}
+SIZES = (2000, 20000)
+GROWTH_TRIALS = 20
+RSS_TARGET = 1.5  # peak at SIZES[1] at most this many times the peak at SIZES[0]
+GROWTH_TARGET_MB = 16.0  # "within a few MB": resident memory after the last trial vs trial 2
+
+
+def _rss_mb() -> float:
+    """This process's resident set size now, in MB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child(args: argparse.Namespace) -> int:
+    """Runs one cached search and writes what it measured to `args.out` (JSON)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tuner import engine
+    from tuner.backbones import get_backbone
+    from tuner.config import SearchConfig
+    from tuner.spaces import load_space
+
+    spec = get_backbone(args.backbone)
+    space = load_space(family=spec.family, path=args.space)
+    config = SearchConfig(
+        data=args.data,
+        backbones=(spec.name,),
+        project_dir=args.project,
+        weights="none",
+        image_size=args.image_size,
+        space=args.space,
+        max_trials=args.max_trials,
+        epochs_head=args.epochs_head,
+        epochs_finetune=args.epochs_finetune,
+        batch_size=args.batch_size,
+        patience=0,
+        overwrite=True,
+        verbose=0,
+    )
+    after_trial: list[float] = []
+    real_end = engine.TransferTuner.on_trial_end
+
+    def on_trial_end(self: Any, trial: Any) -> None:
+        real_end(self, trial)
+        after_trial.append(_rss_mb())
+
+    engine.TransferTuner.on_trial_end = on_trial_end  # type: ignore[method-assign]
+    started = time.perf_counter()
+    bench = engine.prepare(config, space)
+    after_prepare = _rss_mb()
+    tuner = engine.run_search(bench)
+    completed = len(engine.completed_trials(tuner))
+    result = {
+        "images": len(bench.data.train) + len(bench.data.val),
+        "wall_s": time.perf_counter() - started,
+        "trials_completed": completed,
+        "rss_after_prepare_mb": after_prepare,
+        "rss_after_trial_mb": after_trial,
+    }
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+def run_child(
+    data: Path, work: Path, name: str, space: Path, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Starts one child search and returns what it measured, with its peak RSS from `wait4`."""
+    out = work / f"{name}.json"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--data",
+        str(data),
+        "--project",
+        str(work / name),
+        "--space",
+        str(space),
+        "--out",
+        str(out),
+    ]
+    for key, value in settings.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"error: the memory run {name} failed (exit {process.returncode})")
+    result = json.loads(out.read_text())
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    result["name"] = name
+    return result
+
+
+def memory_case(work: Path, space: Path, make_images: Any, seed: int) -> dict[str, Any]:
+    """The scale and growth runs; `make_images(folder, n, seed)` writes a generated image set."""
+    runs = []
+    for n in SIZES:
+        folder = make_images(work / f"images-{n}", n, seed)
+        runs.append(run_child(folder, work, f"scale-{n}", space, SETTINGS))
+        if n == SIZES[0]:
+            growth = run_child(
+                folder, work, "growth", space, SETTINGS | {"max_trials": GROWTH_TRIALS}
+            )
+    small, large = runs
+    after = growth["rss_after_trial_mb"]
+    grew = after[-1] - after[1] if len(after) >= 2 else None
+    ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    return {
+        "settings": SETTINGS,
+        "runs": runs,
+        "growth": growth,
+        "peak_ratio": ratio,
+        "growth_mb": grew,
+        "targets": {
+            f"peak RSS at {SIZES[1]:,} images <= {RSS_TARGET:g}x that at {SIZES[0]:,}": ratio
+            <= RSS_TARGET,
+            f"RSS after trial {len(after)} within {GROWTH_TARGET_MB:g} MB of trial 2": grew
+            is not None
+            and grew <= GROWTH_TARGET_MB,
+        },
+    }
+
+
+def memory_table(result: dict[str, Any]) -> Any:
+    """The memory case as a rich `Table`."""
+    from rich.table import Table
+
+    s = result["settings"]
+    table = Table(
+        title=f"memory: cached search, {s['backbone']} @{s['image_size']}px, peak RSS of a child "
+        "process (os.wait4)",
+        title_justify="left",
+    )
+    for column in ("run", "images", "trials", "wall", "RSS after prepare", "peak RSS"):
+        table.add_column(column, justify="right")
+    for run in [*result["runs"], result["growth"]]:
+        table.add_row(
+            run["name"],
+            f"{run['images']:,}",
+            str(run["trials_completed"]),
+            f"{run['wall_s']:.0f}s",
+            f"{run['rss_after_prepare_mb']:.0f} MB",
+            f"{run['peak_rss_mb']:.0f} MB",
+        )
+    after = result["growth"]["rss_after_trial_mb"]
+    table.caption = (
+        f"peak ratio {SIZES[1]:,}/{SIZES[0]:,}: {result['peak_ratio']:.2f}x; growth run RSS after "
+        f"trial 2: {after[1]:.0f} MB, after trial {len(after)}: {after[-1]:.0f} MB"
+        if len(after) >= 2
+        else f"peak ratio {result['peak_ratio']:.2f}x"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/bench_memory.py")
+    parser.add_argument("--child", action="store_true", required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--project", type=Path, required=True)
+    parser.add_argument("--space", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    for key, value in SETTINGS.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+    return child(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    repo = Path(__file__).resolve().parent.parent
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    sys.exit(main())
