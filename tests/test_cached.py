@@ -108,7 +108,7 @@ def test_export_predicts_what_the_cached_path_predicts(
         cached = head(top(np.asarray(session.features("val", pieces.cut))))
     path = export_best(tuner, best, tmp_path / "export")
     exported = keras.saving.load_model(path, safe_mode=True)
-    served = exported.predict(bench.data.pixels("val", 32), verbose=0)
+    served = exported.predict(np.asarray(bench.data.pixels("val", 32)), verbose=0)
     np.testing.assert_allclose(served, np.asarray(cached), rtol=1e-4, atol=1e-5)
 
 
@@ -181,7 +181,7 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(
     for layer in preprocessing_layers(get_backbone("tiny").preprocessing):
         x = layer(x)
     expected = keras.Model(inputs, bottom(x)).predict(
-        bench.data.pixels("train", 32).astype("float32"), verbose=0
+        np.asarray(bench.data.pixels("train", 32), "float32"), verbose=0
     )
     np.testing.assert_allclose(used, expected, rtol=1e-4, atol=1e-5)
     # Trial 1 really moved the layers in between (the shared model still holds them), so the

@@ -104,7 +104,7 @@ def test_get_best_models_returns_the_trained_model(search_config, searched):
     (model,) = tuner.get_best_models(1)
     best = [t for t in tuner.oracle.get_best_trials(5) if t.status == "COMPLETED"][0]
     logs = model.evaluate(
-        bench.data.pixels("val", 32).astype("float32"),
+        np.asarray(bench.data.pixels("val", 32), "float32"),
         bench.data.labels("val"),
         verbose=0,
         return_dict=True,

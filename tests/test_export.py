@@ -20,7 +20,7 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
     tuner = run_search(bench)
     best = completed_trials(tuner)[0]
     path = export_best(tuner, best, tmp_path / "export")
-    images = bench.data.pixels("val", 32)
+    images = np.asarray(bench.data.pixels("val", 32))
     expected = tuner.load_model(best).predict(images.astype("float32"), verbose=0)
     np.save(tmp_path / "images.npy", images)
     script = textwrap.dedent(f"""
@@ -89,7 +89,7 @@ def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path, pr
     tuner = run_search(bench)
     path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
     model = keras.saving.load_model(path, safe_mode=True)
-    images = bench.data.pixels("val", 32).astype("float32")
+    images = np.asarray(bench.data.pixels("val", 32), "float32")
     direct = np.asarray(model(images))
     np.testing.assert_allclose(direct, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
     names = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]

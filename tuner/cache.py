@@ -366,8 +366,8 @@ class ArrayCache:
             raise _DataError(f"file is {size} bytes, expected {offset + nbytes} (truncated?)")
 
         if nbytes > self.memory_budget:
+            digest = cache_io.checksum_file(path, offset, nbytes)
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-            digest = cache_io.checksum_of(array)
         else:
             array = np.load(path, allow_pickle=False)
             digest = cache_io.checksum_of(array)

@@ -129,6 +129,24 @@ def checksum_of(array: np.ndarray) -> str:
     return hasher.hexdigest()
 
 
+def checksum_file(path: Path, offset: int, nbytes: int) -> str:
+    """`checksum_of` the `nbytes` bytes from `offset` of a file, read in chunks with plain reads:
+    unlike a memory map's, the pages read do not stay resident in this process."""
+    hasher = hashlib.blake2b(digest_size=16)
+    buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        left = nbytes
+        while left:
+            got = f.readinto(view[: min(left, CHUNK_BYTES)])
+            if not got:
+                raise OSError(errno.EIO, f"{path} ended {left} bytes early")
+            hasher.update(view[:got])
+            left -= got
+    return hasher.hexdigest()
+
+
 def write_bytes(f: BinaryIO | Any, data: Any) -> None:
     """The one place data reaches the disk; a seam the tests use to simulate a full disk."""
     f.write(data)

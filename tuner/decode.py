@@ -1,4 +1,4 @@
-"""From image files to uint8 pixels: decoding and resizing, one file at a time.
+"""From image files to uint8 pixels: decoding and resizing, several files at a time.
 
 `load_pixels` decodes each file with `tf.io` and resizes it exactly as
 `keras.layers.Resizing(size, size, interpolation="bilinear")` does, so the exported model (which
@@ -17,11 +17,13 @@ import re
 import stat
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from tuner.data import ImageSet, Skipped
+from tuner.diskarray import DiskArray, RowWriter
 from tuner.errors import ConfigError, DataError
 
 # The decoders allocate height * width * channels from the header; above this many pixels a file is
@@ -233,10 +235,22 @@ def _resize(pixels: Any, size: int) -> np.ndarray:
     return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
 
 
+def _load_one(path: str, size: int) -> np.ndarray | _Unusable:
+    try:
+        return _resize(_decode(_read_bytes(path)), size)
+    except _Unusable as err:
+        return err
+
+
 def load_pixels(
-    images: ImageSet, size: int, *, progress: Callable[[int], None] | None = None
-) -> tuple[ImageSet, np.ndarray, list[Skipped]]:
-    """Decodes and resizes every image, one file at a time, skipping those that fail.
+    images: ImageSet,
+    size: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+    writer: RowWriter | None = None,
+    threads: int | None = None,
+) -> tuple[ImageSet, np.ndarray | DiskArray, list[Skipped]]:
+    """Decodes and resizes every image, skipping those that fail.
 
     Files are told apart by their contents. Grayscale, palette, RGBA (alpha dropped), CMYK JPEG and
     16-bit PNG all become 8-bit RGB; an animated GIF gives its first frame. Image sizes are read
@@ -244,14 +258,20 @@ def load_pixels(
     The resize is `tf.image.resize(method="bilinear", antialias=False)`, what
     `keras.layers.Resizing(size, size, interpolation="bilinear")` does, rounded to uint8.
 
+    Files are decoded by `threads` threads (TensorFlow's decoders release the GIL), a window at a
+    time, and kept in input order.
+
     Args:
         images: The images to load.
         size: The side of the square output, in pixels.
         progress: Called after each file with the number of files done so far. Defaults to None.
+        writer: Where decoded rows go as they come, so they never accumulate in memory; the pixels
+            are then returned as its `DiskArray`. Defaults to None: an array in memory.
+        threads: Decoding threads. Defaults to the number of CPUs (at most 8).
 
     Returns:
-        `(kept, pixels, skipped)`: the images that decoded (input order, failures removed), a uint8
-        array of shape (len(kept), size, size, 3), and the skipped files with one-line reasons.
+        `(kept, pixels, skipped)`: the images that decoded (input order, failures removed), uint8
+        pixels of shape (len(kept), size, size, 3), and the skipped files with one-line reasons.
 
     Raises:
         ConfigError: `size` is not a positive integer.
@@ -259,16 +279,26 @@ def load_pixels(
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(f"The image size must be an integer >= 1, but got size={size!r}.")
     size = int(size)
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    threads = threads or min(8, os.cpu_count() or 1)
+    out = None if writer is not None else np.empty((len(images), size, size, 3), dtype=np.uint8)
     kept: list[int] = []
     skipped: list[Skipped] = []
-    for i, path in enumerate(images.paths):
-        try:
-            out[len(kept)] = _resize(_decode(_read_bytes(path)), size)
-        except _Unusable as err:
-            skipped.append(Skipped(path, str(err)))
-        else:
-            kept.append(i)
-        if progress is not None:
-            progress(i + 1)
-    return images.subset(kept), out[: len(kept)], skipped
+    paths = list(images.paths)
+    window = 16 * threads
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for begin in range(0, len(paths), window):
+            part = paths[begin : begin + window]
+            for i, result in enumerate(pool.map(_load_one, part, [size] * len(part)), begin):
+                if isinstance(result, _Unusable):
+                    skipped.append(Skipped(paths[i], str(result)))
+                else:
+                    if writer is not None:
+                        writer.write(result)
+                    else:
+                        assert out is not None
+                        out[len(kept)] = result
+                    kept.append(i)
+                if progress is not None:
+                    progress(i + 1)
+    pixels = writer.array() if writer is not None else out[: len(kept)]  # type: ignore[index]
+    return images.subset(kept), pixels, skipped

@@ -4,12 +4,16 @@
 image sets, and their decoded pixels at any size a backbone asks for. Everything the user can get
 wrong in the data is found before any file is written: pixels decoded while the data is checked
 are stored in the cache (`PixelStore`) only once it passed, so a bad dataset leaves nothing behind,
-and a rerun decodes nothing. Decoded arrays are held in memory once, per split and size.
+and a rerun decodes nothing. With the store, pixels stay on disk and are read a batch at a time
+(`tuner.diskarray.DiskArray`); without it they are held in memory once, per split and size.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +24,18 @@ from tuner import decode
 from tuner.cache import ArrayCache
 from tuner.config import SearchConfig
 from tuner.data import ImageSet, Skipped
+from tuner.diskarray import DiskArray, RowWriter
 from tuner.display import SearchDisplay
 from tuner.errors import TunerError
 from tuner.project import SKIPPED_FILE
 
 PIXELS_FORMAT = 1
+_CHUNK_ROWS = 256  # rows per write when a decoding is stored
 SPLITS = ("train", "val")
 
-Decoded = tuple[ImageSet, np.ndarray, list[Skipped]]  # (kept images, uint8 pixels, skipped files)
+Decoded = tuple[
+    ImageSet, "np.ndarray | DiskArray", list[Skipped]
+]  # (kept images, uint8 pixels, skipped files)
 
 
 class PixelStore:
@@ -74,10 +82,10 @@ class PixelStore:
         keep = np.zeros(len(images), dtype=bool)
         keep[info["kept"]] = True
         skipped = [Skipped(path, reason) for path, reason in info["skipped"]]
-        return images.subset(keep), np.asarray(pixels.array), skipped
+        return images.subset(keep), DiskArray.of_npy(pixels.path), skipped
 
-    def save(self, images: ImageSet, size: int, result: Decoded) -> None:
-        """Stores `result`, the decoding of `images` at `size`."""
+    def save(self, images: ImageSet, size: int, result: Decoded) -> Decoded:
+        """Stores `result`, the decoding of `images` at `size`; returns it read from the store."""
         kept, pixels, skipped = result
         cache = self._open(create=True)
         assert cache is not None
@@ -88,8 +96,13 @@ class PixelStore:
             "skipped": [[item.path, item.reason] for item in skipped],
         }
         blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-        cache.get_or_build(
-            f"pixels-{size}", key, shape=pixels.shape, dtype="uint8", produce=lambda: iter([pixels])
+
+        def chunks() -> Iterator[np.ndarray]:
+            for start in range(0, len(pixels), _CHUNK_ROWS):
+                yield np.asarray(pixels[start : start + _CHUNK_ROWS])
+
+        entry = cache.get_or_build(
+            f"pixels-{size}", key, shape=tuple(pixels.shape), dtype="uint8", produce=chunks
         )
         cache.get_or_build(
             f"pixels-{size}-index",
@@ -98,19 +111,23 @@ class PixelStore:
             dtype="uint8",
             produce=lambda: iter([blob]),
         )
+        return kept, DiskArray.of_npy(entry.path), skipped
 
 
 class Decoder:
     """Decodes image sets, from the store when it holds them.
 
-    Until `commit`, what it decodes is held back from the store (the data is still being
-    checked); from then on it is stored as soon as it is decoded.
+    With a store, decoded rows go to a temporary file as they come and are read back from disk:
+    the pixels are never held whole in memory. Until `commit`, what it decodes is held back from
+    the store (the data is still being checked); from then on it is stored as soon as it is
+    decoded, and `settled` gives the stored copy.
     """
 
     def __init__(self, store: PixelStore | None, display: SearchDisplay) -> None:
         self.store = store
         self.display = display
-        self._unsaved: list[tuple[ImageSet, int, Decoded]] = []
+        self._unsaved: list[tuple[ImageSet, int, Decoded, RowWriter]] = []
+        self._stored: dict[int, Decoded] = {}  # by id() of the decoded pixels
         self._committed = False
 
     def decode(self, images: ImageSet, size: int) -> Decoded:
@@ -118,22 +135,45 @@ class Decoder:
         found = self.store.load(images, size) if self.store is not None else None
         if found is not None:
             return found
-        with self.display.build_progress(
-            f"decoding {len(images)} images at {size}px", len(images)
-        ) as update:
-            found = decode.load_pixels(images, size, progress=update)
+        writer = None
         if self.store is not None:
-            self._unsaved.append((images, size, found))
+            fd, name = tempfile.mkstemp(prefix=f"tuner-pixels-{size}-", suffix=".tmp")
+            os.close(fd)
+            writer = RowWriter(name, (size, size, 3), "uint8")
+        try:
+            with self.display.build_progress(
+                f"decoding {len(images)} images at {size}px", len(images)
+            ) as update:
+                found = decode.load_pixels(images, size, progress=update, writer=writer)
+        except BaseException:
+            if writer is not None:
+                writer.remove()
+            raise
+        if writer is not None:
+            self._unsaved.append((images, size, found, writer))
             if self._committed:
                 self.commit()
         return found
 
+    def settled(self, decoded: Decoded) -> Decoded:
+        """`decoded`, or its stored copy once `commit` stored it."""
+        return self._stored.get(id(decoded[1]), decoded)
+
     def commit(self) -> None:
         """The data passed every check: store what was decoded, and from now on all of it."""
         self._committed = True
-        for images, size, found in self._unsaved:
+        for images, size, found, writer in self._unsaved:
             assert self.store is not None
-            self.store.save(images, size, found)
+            try:
+                self._stored[id(found[1])] = self.store.save(images, size, found)
+            finally:
+                writer.remove()
+        self._unsaved.clear()
+
+    def discard(self) -> None:
+        """Removes the temporary files of what was decoded but not stored."""
+        for *_, writer in self._unsaved:
+            writer.remove()
         self._unsaved.clear()
 
 
@@ -172,21 +212,25 @@ class SearchData:
         """Class indices of the "train" or "val" images."""
         return np.asarray(self.images(which).labels)
 
-    def pixels(self, which: str, size: int) -> np.ndarray:
-        """The "train" or "val" images as uint8 pixels, N x size x size x 3, in image order."""
+    def pixels(self, which: str, size: int) -> np.ndarray | DiskArray:
+        """The "train" or "val" images as uint8 pixels, N x size x size x 3, in image order: on
+        disk (`DiskArray`, read a batch at a time) when the search caches, else in memory."""
         if (which, size) not in self._arrays:
             source = self._sources[which]
             self._add(source, size, self._decoder.decode(source, size))
         return self._arrays[(which, size)]
 
     def _add(self, source: ImageSet, size: int, decoded: Decoded) -> None:
-        # Rows of the decoded array, in the order of each split drawn from `source`.
-        kept, array, _ = decoded
+        # Rows of the decoded array, in the order of each split drawn from `source`: an index
+        # into the file when the pixels are on disk (nothing is read), a copy in memory otherwise.
+        kept, array, _ = self._decoder.settled(decoded)
         index = {p: i for i, p in enumerate(kept.paths)}
         for split in SPLITS:
             if self._sources[split] is source and (split, size) not in self._arrays:
                 rows = [index[p] for p in self.images(split).paths]
-                self._arrays[(split, size)] = array[rows]
+                self._arrays[(split, size)] = (
+                    array.take(rows) if isinstance(array, DiskArray) else array[rows]
+                )
 
 
 def prepare_data(config: SearchConfig, size: int, display: SearchDisplay) -> SearchData:
@@ -203,6 +247,15 @@ def prepare_data(config: SearchConfig, size: int, display: SearchDisplay) -> Sea
         else None
     )
     decoder = Decoder(store, display)
+    try:
+        return _prepare(config, size, display, decoder)
+    finally:
+        decoder.discard()  # what a failed check left undecided
+
+
+def _prepare(
+    config: SearchConfig, size: int, display: SearchDisplay, decoder: Decoder
+) -> SearchData:
     train_all, skipped = data_module.scan(config.data)
     val_all = None
     if config.val_data is not None:
@@ -226,16 +279,18 @@ def prepare_data(config: SearchConfig, size: int, display: SearchDisplay) -> Sea
         result = SearchData(
             train, val, sources={"train": train_kept, "val": val_kept}, decoder=decoder
         )
-        result._add(val_kept, size, val_decoded)
+        added = [(val_kept, val_decoded)]
     else:
         train, val = data_module.stratified_split(train_kept, config.val_split, config.seed)
         result = SearchData(
             train, val, sources={"train": train_kept, "val": train_kept}, decoder=decoder
         )
-    result._add(train_kept, size, train_decoded)
+        added = []
 
     config.project_dir.mkdir(parents=True, exist_ok=True)
     decoder.commit()
+    for source, decoded in [*added, (train_kept, train_decoded)]:
+        result._add(source, size, decoded)
     if skipped:
         data_module.write_skipped(skipped, config.project_dir / SKIPPED_FILE)
         display.warning(
