@@ -12,8 +12,11 @@ Runs:
     scale     a cached search on SIZES[0] and on SIZES[1] generated images at 224 px with a small
               backbone, the same trials and epochs: the target is peak(20,000) <= 1.5 x
               peak(2,000).
-    growth    GROWTH_TRIALS trials on SIZES[0] images: resident memory after the last trial
-              against that after trial 2.
+    growth    GROWTH_TRIALS trials on SIZES[0] images in a space of one graph (the head width and
+              the unfreeze depth fixed; learning rates and dropout searched): resident memory
+              after the last trial against that after trial 2. In a space of several graphs,
+              memory also grows by one compiled model per graph the first time a trial needs it
+              (`tuner.reuse`), then stays.
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ SETTINGS: dict[str, Any] = {
 SIZES = (2000, 20000)
 GROWTH_TRIALS = 20
 RSS_TARGET = 1.5  # peak at SIZES[1] at most this many times the peak at SIZES[0]
+GROWTH_SPACE = """\
+# Written by scripts/bench_memory.py: one graph (head width and unfreeze depth fixed).
+[head.units]
+type = "fixed"
+value = 128
+
+[finetune.unfreeze_blocks]
+type = "fixed"
+value = 1
+"""
 GROWTH_TARGET_MB = 16.0  # "within a few MB": resident memory after the last trial vs trial 2
 
 
@@ -131,12 +144,15 @@ def run_child(
 def memory_case(work: Path, space: Path, make_images: Any, seed: int) -> dict[str, Any]:
     """The scale and growth runs; `make_images(folder, n, seed)` writes a generated image set."""
     runs = []
+    growth_space = work / "growth.toml"
+    growth_space.parent.mkdir(parents=True, exist_ok=True)
+    growth_space.write_text(GROWTH_SPACE)
     for n in SIZES:
         folder = make_images(work / f"images-{n}", n, seed)
         runs.append(run_child(folder, work, f"scale-{n}", space, SETTINGS))
         if n == SIZES[0]:
             growth = run_child(
-                folder, work, "growth", space, SETTINGS | {"max_trials": GROWTH_TRIALS}
+                folder, work, "growth", growth_space, SETTINGS | {"max_trials": GROWTH_TRIALS}
             )
     small, large = runs
     after = growth["rss_after_trial_mb"]

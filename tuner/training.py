@@ -58,7 +58,10 @@ def make_dataset(
     views: int = 1,
     view_seed: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of `x` (float32) and `y`, gathered by index so `x` may be a memory map.
+    """Batches of `x` and `y`, gathered by index so `x` may be a memory map or on disk.
+
+    Batches keep `x`'s dtype (float16 activations, uint8 pixels): the model widens them to
+    float32 inside its traced step, on the device, instead of the host doing it per batch.
 
     With `views > 1`, `x` holds `views` blocks of `len(y)` rows (view-major) and every sample draws
     one view each time it is served. The same seeds give the same batches on the cached and the
@@ -71,13 +74,14 @@ def make_dataset(
         )
     rng = np.random.default_rng(view_seed)
     sample_shape = tuple(x.shape[1:])
+    dtype = np.dtype(x.dtype)
     y_shape = tuple(y.shape[1:])
 
     def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = index if views == 1 else rng.integers(0, views, len(index)) * n + index
         # Memory maps read fastest in file order; restore the batch order afterwards.
         order = np.argsort(rows, kind="stable")
-        batch = np.empty((len(rows),) + sample_shape, dtype=np.float32)
+        batch = np.empty((len(rows),) + sample_shape, dtype=dtype)
         batch[order] = x[rows[order]]
         return batch, y[index]
 
@@ -87,7 +91,7 @@ def make_dataset(
 
     def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         xb, yb = tf.numpy_function(
-            gather, [index], [tf.float32, tf.as_dtype(y.dtype)], stateful=True
+            gather, [index], [tf.as_dtype(dtype), tf.as_dtype(y.dtype)], stateful=True
         )
         xb.set_shape((None,) + sample_shape)
         yb.set_shape((None,) + y_shape)
