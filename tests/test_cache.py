@@ -205,7 +205,7 @@ def _pickled_object(path: Path) -> None:
         _pickled_object,
     ],
 )
-@pytest.mark.parametrize("budget", [2**30, 0], ids=["in-memory", "memmap"])
+@pytest.mark.parametrize("budget", [2**30, 0], ids=["in-memory", "on-disk"])
 def test_damaged_entry_is_rebuilt(tmp_path, caplog, damage, budget):
     cache = ArrayCache(tmp_path, memory_budget=budget)
     data = _data()
@@ -247,17 +247,19 @@ def test_stale_temp_files_are_removed_and_never_read(tmp_path):
 # ------------------------------------------------------------------------------------ memory
 
 
-def test_memmap_above_budget_and_in_memory_below(tmp_path):
+def test_on_disk_above_budget_and_in_memory_below(tmp_path):
+    from tuner.diskarray import DiskArray
+
     data = _data()
     built = _build(ArrayCache(tmp_path, memory_budget=100), data=data)
-    assert isinstance(built.array, np.memmap) and built.built
+    assert isinstance(built.array, DiskArray) and built.built
     reused = _build(ArrayCache(tmp_path, memory_budget=100), data=data)
-    assert isinstance(reused.array, np.memmap) and not reused.built
-    assert not reused.array.flags.writeable
-    np.testing.assert_array_equal(reused.array, data.astype(np.float16))
+    assert isinstance(reused.array, DiskArray) and not reused.built
+    np.testing.assert_array_equal(np.asarray(reused.array), data.astype(np.float16))
+    np.testing.assert_array_equal(reused.array[[3, 1]], data.astype(np.float16)[[3, 1]])
 
     small = _build(ArrayCache(tmp_path), data=data)
-    assert not isinstance(small.array, np.memmap) and not small.built
+    assert isinstance(small.array, np.ndarray) and not small.built
     np.testing.assert_array_equal(small.array, reused.array)
 
 

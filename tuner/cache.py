@@ -45,6 +45,7 @@ import numpy as np
 
 from tuner import cache_io
 from tuner.cache_io import fingerprint
+from tuner.diskarray import DiskArray
 from tuner.errors import CacheError
 
 __all__ = ["ArrayCache", "CacheEntry", "FORMAT_VERSION", "fingerprint"]
@@ -63,7 +64,8 @@ _TEMP_RE = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.(?P<token>[0-9a-f]+)\.tmp
 class CacheEntry:
     """A valid cache entry, as returned by `ArrayCache.lookup` and `ArrayCache.get_or_build`."""
 
-    array: np.ndarray  # Read-only; an np.memmap when larger than the memory budget.
+    # Read-only: in memory up to the memory budget, else a `DiskArray` read a batch at a time.
+    array: np.ndarray | DiskArray
     path: Path  # The .npy file.
     built: bool  # True when this call built the entry, False when it reused one.
     seconds: float  # Time spent building (produce included) or validating and loading.
@@ -84,8 +86,9 @@ class ArrayCache:
 
     Args:
         root: Directory holding the entries; created when missing.
-        memory_budget: Entries larger than this many bytes are returned memory-mapped (read-only)
-            instead of loaded into memory. Defaults to 2 GiB.
+        memory_budget: Entries larger than this many bytes are returned as a `DiskArray` (read
+            a batch at a time with plain reads, docs/design.md §1) instead of loaded into
+            memory. Defaults to 2 GiB.
 
     Raises:
         CacheError: If `root` cannot be created or written to.
@@ -367,7 +370,7 @@ class ArrayCache:
 
         if nbytes > self.memory_budget:
             digest = cache_io.checksum_file(path, offset, nbytes)
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = DiskArray(path, shape, dtype, offset=offset)
         else:
             array = np.load(path, allow_pickle=False)
             digest = cache_io.checksum_of(array)
@@ -396,7 +399,7 @@ class ArrayCache:
         sidecar = path.with_suffix(".json")
         nbytes = math.prod(shape) * dtype.itemsize
         # Small entries are filled in memory as they are written, so returning them needs no
-        # second read; large ones are returned memory-mapped from the published file instead.
+        # second read; large ones are read from the published file a batch at a time instead.
         in_memory = np.empty(shape, dtype) if nbytes <= self.memory_budget else None
         row_shape = shape[1:]
         hasher = hashlib.blake2b(digest_size=16)
@@ -500,7 +503,7 @@ class ArrayCache:
             in_memory.flags.writeable = False
             array = in_memory
         else:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = DiskArray.of_npy(path)
         seconds = time.perf_counter() - start
         logger.info("Built cache entry %s (%d bytes) in %.1f s.", path, nbytes, seconds)
         return CacheEntry(array=array, path=path, built=True, seconds=seconds)

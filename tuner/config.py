@@ -61,7 +61,7 @@ class SearchConfig:
     export_dir: Path | None = None  # default: project_dir / "export"
     cache: bool = True  # train on cached frozen activations; False keeps the full-model path
     cache_dir: Path | None = None  # default: project_dir / "cache"
-    cache_memory: int = 2 * 2**30  # bytes; larger entries are memory-mapped
+    cache_memory: int = 256 * 2**20  # bytes; larger entries are read from disk a batch at a time
     cache_dtype: str = "float16"  # float16 halves the cache for a ~2e-4 relative change
     augment: bool = False
     augment_views: int = 4  # cached augmented views per image when augment is on

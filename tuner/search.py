@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--cache-dir", type=Path, help="default: PROJECT_DIR/cache")
     speed.add_argument(
         "--cache-memory",
-        default="2G",
-        help="cache entries larger than this are memory-mapped (default: 2G)",
+        default="256M",
+        help="cache entries up to this size are held in memory; larger ones are read from disk "
+        "a batch at a time (default: 256M)",
     )
     speed.add_argument(
         "--augment",
