@@ -14,7 +14,9 @@ Runs:
               peak(2,000).
     growth    GROWTH_TRIALS trials on SIZES[0] images in a space of one graph (the head width and
               the unfreeze depth fixed; learning rates and dropout searched): resident memory
-              after the last trial against that after trial 2. In a space of several graphs,
+              after the last trial against that after trial 2; then the same with one malloc
+              arena (MALLOC_ARENA_MAX=1), which tells memory the search keeps from glibc's
+              per-thread arenas growing to their high-water mark. In a space of several graphs,
               memory also grows by one compiled model per graph the first time a trial needs it
               (`tuner.reuse`), then stays.
 """
@@ -22,6 +24,7 @@ Runs:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -91,6 +94,7 @@ def child(args: argparse.Namespace) -> int:
 
     def on_trial_end(self: Any, trial: Any) -> None:
         real_end(self, trial)
+        gc.collect()  # what is retained, not garbage Python has yet to collect
         after_trial.append(_rss_mb())
 
     engine.TransferTuner.on_trial_end = on_trial_end  # type: ignore[method-assign]
@@ -111,7 +115,12 @@ def child(args: argparse.Namespace) -> int:
 
 
 def run_child(
-    data: Path, work: Path, name: str, space: Path, settings: dict[str, Any]
+    data: Path,
+    work: Path,
+    name: str,
+    space: Path,
+    settings: dict[str, Any],
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Starts one child search and returns what it measured, with its peak RSS from `wait4`."""
     out = work / f"{name}.json"
@@ -130,7 +139,7 @@ def run_child(
     ]
     for key, value in settings.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, env=os.environ | (env or {}))
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -154,14 +163,28 @@ def memory_case(work: Path, space: Path, make_images: Any, seed: int) -> dict[st
             growth = run_child(
                 folder, work, "growth", growth_space, SETTINGS | {"max_trials": GROWTH_TRIALS}
             )
+            # The same run with one malloc arena: what is left is memory the search retains, not
+            # glibc's per-thread arenas reaching their high-water mark (a diagnostic, not the
+            # target).
+            one_arena = run_child(
+                folder,
+                work,
+                "growth-1-arena",
+                growth_space,
+                SETTINGS | {"max_trials": GROWTH_TRIALS},
+                env={"MALLOC_ARENA_MAX": "1"},
+            )
     small, large = runs
     after = growth["rss_after_trial_mb"]
     grew = after[-1] - after[1] if len(after) >= 2 else None
     ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    single = one_arena["rss_after_trial_mb"]
     return {
         "settings": SETTINGS,
         "runs": runs,
         "growth": growth,
+        "growth_one_arena": one_arena,
+        "growth_one_arena_mb": single[-1] - single[1] if len(single) >= 2 else None,
         "peak_ratio": ratio,
         "growth_mb": grew,
         "targets": {
@@ -186,7 +209,7 @@ def memory_table(result: dict[str, Any]) -> Any:
     )
     for column in ("run", "images", "trials", "wall", "RSS after prepare", "peak RSS"):
         table.add_column(column, justify="right")
-    for run in [*result["runs"], result["growth"]]:
+    for run in [*result["runs"], result["growth"], result["growth_one_arena"]]:
         table.add_row(
             run["name"],
             f"{run['images']:,}",
@@ -196,10 +219,12 @@ def memory_table(result: dict[str, Any]) -> Any:
             f"{run['peak_rss_mb']:.0f} MB",
         )
     after = result["growth"]["rss_after_trial_mb"]
+    single = result["growth_one_arena"]["rss_after_trial_mb"]
     table.caption = (
         f"peak ratio {SIZES[1]:,}/{SIZES[0]:,}: {result['peak_ratio']:.2f}x; growth run RSS after "
-        f"trial 2: {after[1]:.0f} MB, after trial {len(after)}: {after[-1]:.0f} MB"
-        if len(after) >= 2
+        f"trial 2: {after[1]:.1f} MB, after trial {len(after)}: {after[-1]:.1f} MB; with "
+        f"MALLOC_ARENA_MAX=1: {single[1]:.1f} MB and {single[-1]:.1f} MB"
+        if len(after) >= 2 and len(single) >= 2
         else f"peak ratio {result['peak_ratio']:.2f}x"
     )
     table.caption_justify = "left"

@@ -65,6 +65,7 @@ BAD = [
     (["--weights", "/no/such/file.h5"], "weights"),
     (["--batch-size", "0"], "batch-size"),
     (["--cache-memory", "lots"], "cache_memory"),
+    (["--finetune-contenders", "-1"], "finetune-contenders"),
 ]
 
 

@@ -54,6 +54,7 @@ class SearchConfig:
     epochs_head: int = 4  # phase 1: backbone frozen
     epochs_finetune: int = 4  # phase 2: top blocks unfrozen
     patience: int = 2  # early stopping inside each phase; 0 turns it off
+    finetune_contenders: int = 0  # phase 2 only for the N best head-only scores; 0: every trial
     batch_size: int = 32
     objective: str = "val_accuracy"
     seed: int = 1
@@ -77,6 +78,12 @@ class SearchConfig:
             (self.epochs_head >= 1, "epochs_head", "must be >= 1", self.epochs_head),
             (self.epochs_finetune >= 0, "epochs_finetune", "must be >= 0", self.epochs_finetune),
             (self.patience >= 0, "patience", "must be >= 0", self.patience),
+            (
+                self.finetune_contenders >= 0,
+                "finetune_contenders",
+                "must be >= 0 (0 fine-tunes every trial)",
+                self.finetune_contenders,
+            ),
             (self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size),
             (
                 0.0 < self.val_split < 1.0,

@@ -28,6 +28,7 @@ from tuner.activations import Overhead
 from tuner.backbones import get_backbone
 from tuner.config import SearchConfig
 from tuner.display import SearchDisplay
+from tuner.effort import contender
 from tuner.errors import ConfigError, TrialError, TunerError
 from tuner.features import Features, image_sizes
 from tuner.hp import BACKBONE, TrialValues, searched
@@ -328,6 +329,7 @@ class TransferTuner(kt.Tuner):
         return metrics
 
     def _run(self, trial: kt.engine.trial.Trial, summary: TrialSummary) -> dict[str, float]:
+        config = self.config
         values = self.hypermodel.values(trial.hyperparameters)
         return train_trial(
             values,
@@ -344,6 +346,10 @@ class TransferTuner(kt.Tuner):
             overhead=self.overhead,
             models=self.models,
             build_model=self.hypermodel.build_for,
+            contender=contender(
+                [Path(self.get_trial_dir(t)) for t in self.oracle.trials if t != trial.trial_id],
+                config,
+            ),
         )
 
     def load_model(self, trial: kt.engine.trial.Trial) -> keras.Model:

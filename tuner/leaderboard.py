@@ -150,7 +150,12 @@ def _columns(board: Leaderboard) -> list[_Column]:
         _Column(board.objective, [_format_metric(r.score) for r in rows], False),
         _Column("val acc head", [_format_metric(r.val_accuracy_head) for r in rows], False),
         _Column(
-            "val acc fine-tune", [_format_metric(r.val_accuracy_finetune) for r in rows], False
+            "val acc fine-tune",
+            [
+                "skipped" if r.finetune_skipped else _format_metric(r.val_accuracy_finetune)
+                for r in rows
+            ],
+            False,
         ),
         *(
             _Column(
@@ -294,6 +299,15 @@ def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
     if best is not None:
         lines.append(
             Text(f"best: trial {best.trial_id} ({board.objective} {_format_metric(best.score)})")
+        )
+    skipped = sum(1 for row in board.rows if row.finetune_skipped)
+    if skipped:
+        keep = integer(run.get("finetune_contenders"))
+        lines.append(
+            Text(
+                f"phase 2 skipped in {skipped} trial{'s' if skipped > 1 else ''}: head-only score "
+                f"not among the {keep or 'N'} best so far (--finetune-contenders)"
+            )
         )
     if hidden:
         lines.append(Text(f"not shown, for width: {', '.join(hidden)} (--json has every column)"))

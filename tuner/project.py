@@ -114,6 +114,7 @@ class TrialSummary:
     backbone: str | None = None
     phase1: PhaseSummary | None = None
     phase2: PhaseSummary | None = None  # None: the trial had no phase 2
+    skipped: str | None = None  # why phase 2 was skipped (`tuner.effort`); None: it was not
     epochs_run: int = 0
     seconds: float | None = None
     reason: str | None = None  # one line; set when the trial failed
@@ -128,6 +129,7 @@ class TrialSummary:
             "epochs_run": self.epochs_run,
             "seconds": self.seconds,
             "reason": self.reason,
+            "finetune_skipped": self.skipped,
             "augment": self.augment,
             "cache": self.cache,
         }
@@ -155,6 +157,9 @@ class TrialSummary:
             epochs_run=integer(data.get("epochs_run")) or 0,
             seconds=number(data.get("seconds")),
             reason=data.get("reason") if isinstance(data.get("reason"), str) else None,
+            skipped=data.get("finetune_skipped")
+            if isinstance(data.get("finetune_skipped"), str)
+            else None,
             best=dict(best) if isinstance(best, dict) else None,
         )
 
@@ -285,6 +290,7 @@ def run_settings(
         "image_sizes": sizes,
         "augment": config.augment,
         "augment_views": config.augment_views if config.augment else 0,
+        "finetune_contenders": config.finetune_contenders,
         "oracle": config.oracle,
         "class_names": list(class_names),
         "cache": config.cache,

@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="early-stopping patience inside each phase; 0 turns it off (default: 2)",
     )
+    search.add_argument(
+        "--finetune-contenders",
+        type=int,
+        metavar="N",
+        help="phase-aware effort: fine-tune a trial only when its head-only score is among the N "
+        "best so far; the others keep their head-only result (default: 0, every trial)",
+    )
     search.add_argument("--batch-size", type=int, help="default: 32")
     search.add_argument(
         "--time-budget",
@@ -208,6 +215,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         "epochs_head": args.epochs_head,
         "epochs_finetune": args.epochs_finetune,
         "batch_size": args.batch_size,
+        "finetune_contenders": args.finetune_contenders,
     }
     settings.update({k: v for k, v in explicit.items() if v is not None})
     if args.patience is not None:

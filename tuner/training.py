@@ -445,6 +445,7 @@ def train_trial(
     overhead: Overhead,
     models: TrainingModels,
     build_model: Callable[[TrialValues, int], keras.Model],
+    contender: Callable[[dict[str, float]], str | None] | None = None,
 ) -> dict[str, float]:
     """Trains one trial's phases, writes the checkpoint of its best epoch, fills in `summary`,
     and returns the logs of that epoch.
@@ -462,6 +463,8 @@ def train_trial(
         overhead: where time spent outside training is counted.
         models: the compiled models trials reuse (cached path).
         build_model: builds the full classifier for `values` with a head seed (no-cache path).
+        contender: given the best phase-1 epoch's logs, why phase 2 is skipped, or None to run
+            it (`tuner.effort`).
 
     Raises:
         TrialError: the trial failed (diverged, for example); the search goes on.
@@ -504,6 +507,11 @@ def train_trial(
         if recorder.best_pieces is not None:
             # Fine-tuning starts from the best head, not the last one.
             plan.restore(recorder.best_pieces)
+    if target > head_epochs + done and predecessor_checkpoint is None and contender is not None:
+        summary.skipped = contender(recorder.phase_best.get(1, {}))
+        if summary.skipped:
+            display.message(f"phase 2 skipped: {summary.skipped}")
+            target = head_epochs
     if target > head_epochs + done:
         recorder.phase = 2
         phase2 = plan.fit(2, head_epochs + done, target, recorder, seed)

@@ -59,6 +59,8 @@ class Row:
     tuner_values: dict[str, Any] = field(default_factory=dict)
     # The tie-breaking metric at the trial's best epoch (`TIEBREAK`), from summary.json.
     tiebreak: float | None = None
+    # Why phase 2 was skipped (`--finetune-contenders`); None when it ran or was never planned.
+    finetune_skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def _make_row(
         reason=reason,
         tuner_values=schedule(values),
         tiebreak=number(summary.best.get(tie)) if summary.best is not None and tie else None,
+        finetune_skipped=summary.skipped,
     )
 
 
