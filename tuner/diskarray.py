@@ -87,10 +87,8 @@ class DiskArray:
 
     def __getitem__(self, index: slice | np.ndarray | list[int] | int) -> np.ndarray:
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step == 1 and self._rows is None:
-                return self._read_run(start, max(stop - start, 0))
-            return self._gather(np.arange(start, stop, step))
+            # A contiguous slice is one run of neighbouring rows: `_gather` reads it at once.
+            return self._gather(np.arange(*index.indices(len(self))))
         if isinstance(index, (int, np.integer)):
             position = int(index) + (len(self) if index < 0 else 0)
             return self._gather(np.array([position]))[0]
@@ -99,23 +97,6 @@ class DiskArray:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         whole = self[0 : len(self)]
         return whole if dtype is None else whole.astype(dtype)
-
-    def _read_run(self, first: int, count: int) -> np.ndarray:
-        """File rows `first` .. `first + count` in one read."""
-        out = np.empty((count, *self._file_shape[1:]), dtype=self.dtype)
-        if count:
-            with open(self.path, "rb", buffering=0) as f:
-                f.seek(self._offset + first * self._row_bytes)
-                view = memoryview(out.reshape(-1).view(np.uint8))
-                done = 0
-                while done < len(view):
-                    got = f.readinto(view[done:])
-                    if not got:
-                        raise OSError(
-                            f"{self.path} ended early: expected {count} rows from {first}"
-                        )
-                    done += got
-        return out
 
     def _gather(self, index: np.ndarray) -> np.ndarray:
         """Rows `index` (of this array), read in file order, runs of neighbours at once."""
