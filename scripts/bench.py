@@ -123,7 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         "at 224px, and RSS after each of 20 trials (scripts/bench_memory.py)",
     )
     parser.add_argument(
-        "--all", action="store_true", help="the default case, then --large, then --memory"
+        "--effort",
+        action="store_true",
+        help="the effort case: the seed's recipe against 10-trial searches with and without "
+        "--finetune-contenders, by wall time and time to quality on held-out images "
+        "(scripts/bench_effort.py; --quick for a smoke run)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="the default case, then --large, --memory and --effort",
     )
     parser.add_argument(
         "--nocache-trials",
@@ -922,6 +931,19 @@ def memory_case(args: argparse.Namespace, work: Path, console: Any) -> Any:
     return result
 
 
+def effort_case(args: argparse.Namespace, work: Path, console: Any) -> Any:
+    """The effort case (`scripts/bench_effort.py`), printed; returns its numbers."""
+    import bench_effort
+
+    result = bench_effort.effort_case(work / "effort", args.quick, say)
+    console.print(bench_effort.effort_table(result))
+    for run in result["runs"]:
+        console.print(bench_effort.trials_table(run))
+    for name, met in result["targets"].items():
+        console.print(f"target: {name}: {'met' if met else 'NOT met'}", highlight=False)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -933,12 +955,14 @@ def main(argv: list[str] | None = None) -> int:
 
     cases: list[str] = []
     if args.all:
-        cases = ["small", "large", "memory"]
+        cases = ["small", "large", "memory", "effort"]
     else:
         if args.large:
             cases.append("large")
         if args.memory:
             cases.append("memory")
+        if args.effort:
+            cases.append("effort")
         cases = cases or ["small"]
     own_work = args.work_dir is None
     work = Path(tempfile.mkdtemp(prefix="tuner-bench-")) if own_work else args.work_dir
@@ -951,6 +975,8 @@ def main(argv: list[str] | None = None) -> int:
             case_started = time.perf_counter()
             if case == "memory":
                 out[case] = memory_case(args, work, console)
+            elif case == "effort":
+                out[case] = effort_case(args, work, console)
             else:
                 args.large = case == "large"
                 settings = settings_from_args(args)
