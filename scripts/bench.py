@@ -20,7 +20,9 @@ What is counted:
                   them and is reported separately ("between trials").
     training      the `fit()` seconds of both phases from `summary.json` (first-epoch tracing
                   included; cache builds excluded).
-    outside       (wall - training) / wall; `Workbench.overhead.seconds` is reported beside it.
+    outside       (wall - training) / wall; `Workbench.overhead.seconds` is reported beside it,
+                  and the part of it that built cache entries (the frozen forward pass over
+                  every image, and the layers between cuts), which no cached search can skip.
     bound         per phase (and per unfreeze depth the search used), the full model's train step
                   over its cached counterpart's, on the same batch in-process (median of 5 steps
                   after 2 warm-up steps): the most the cache can win per epoch of that phase,
@@ -227,6 +229,7 @@ class RunResult:
     prepare_s: float  # engine.prepare(): scan, decode, split, backbone build, random init
     search_s: float  # engine.run_search()
     overhead_s: float  # Workbench.overhead.seconds after the search
+    cache_build_s: float  # the part of it spent building cache entries (the frozen passes)
     best: float | None  # the oracle's best val_accuracy over completed trials
     n_classes: int
     train_images: int
@@ -311,6 +314,7 @@ def run_search(
         prepare_s=prepared - started,
         search_s=finished - resumed,
         overhead_s=bench.overhead.seconds,
+        cache_build_s=bench.overhead.cache_build_seconds,
         best=float(completed[0].score) if completed else None,
         n_classes=bench.data.n_classes,
         train_images=len(bench.data.train),
@@ -647,6 +651,10 @@ def compare(
             "outside_training_s": run.wall_s - run.training_s,
             "outside_training_share": (run.wall_s - run.training_s) / run.wall_s,
             "overhead_seconds": run.overhead_s,
+            "cache_build_s": run.cache_build_s,
+            "cache_build_share": run.cache_build_s / run.wall_s,
+            "outside_without_cache_build_share": (run.wall_s - run.training_s - run.cache_build_s)
+            / run.wall_s,
             "best_val_accuracy": run.best,
             "phase1_s_per_epoch": run.per_epoch("phase1"),
             "phase2_s_per_epoch": run.per_epoch("phase2"),
@@ -773,6 +781,18 @@ def build_table(numbers: dict[str, Any], title: str) -> Any:
     )
     table.add_row(
         "  Workbench.overhead.seconds", _s(c["overhead_seconds"]), _s(n["overhead_seconds"]), ""
+    )
+    table.add_row(
+        "  of which cache builds",
+        f"{_s(c['cache_build_s'])} ({_pct(c['cache_build_share'])})",
+        "-",
+        "",
+    )
+    table.add_row(
+        "  outside, cache builds excluded",
+        _pct(c["outside_without_cache_build_share"]),
+        _pct(n["outside_without_cache_build_share"]),
+        "",
     )
     table.add_row(
         "phase 1 per epoch (mean)",

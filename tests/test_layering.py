@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
         "demo",
         "diskarray",
         "export",
+        "heap",
         "hed",
         "hp",
         "preprocessing",
@@ -40,6 +41,7 @@ LAYERS: list[set[str]] = [
 LIGHT = {
     "errors",
     "config",
+    "heap",
     "hed",
     "data",
     "decode",

@@ -40,6 +40,7 @@ class Overhead:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.cache_build_seconds = 0.0  # the part spent building cache entries (frozen passes)
         self._depth = 0
 
     @contextlib.contextmanager
@@ -228,6 +229,7 @@ class BackboneSession:
                 if source_cut is not None:
                     self.features(which, source_cut)  # its own bar first, then this one
                 where = "pooled" if cut == self.last else f"@ {self.model.layers[cut].name}"
+                build_started = time.perf_counter()
                 with (
                     self.pretrained(),
                     self.display.build_progress(f"caching {which} {where}", shape[0]) as update,
@@ -247,6 +249,7 @@ class BackboneSession:
                         produce=lambda: checked(itertools.chain([first], batches), where_text),
                         progress=update,
                     )
+                self.overhead.cache_build_seconds += time.perf_counter() - build_started
         self._features[key] = entry.array
         return entry.array
 

@@ -24,6 +24,7 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
+from tuner import heap
 from tuner.activations import Overhead
 from tuner.backbones import get_backbone
 from tuner.config import SearchConfig
@@ -80,6 +81,7 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     Everything the user can get wrong in the data or the space is found before any file is
     written.
     """
+    heap.limit_arenas()  # resident memory stays flat over many trials (tuner.heap)
     display = display or SearchDisplay(verbose=config.verbose)
     overhead = Overhead()
     sizes = image_sizes(config)  # resolved once; everything below reads these

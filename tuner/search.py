@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner import heap
 from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
 from tuner.errors import ConfigError, TunerError
 
@@ -290,6 +291,8 @@ def load_space(config: SearchConfig) -> Space:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for a `TunerError`, 130 when interrupted)."""
+    # Before TensorFlow starts its threads: glibc fixes its arena limit early (tuner.heap).
+    heap.limit_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_backbones:
