@@ -76,12 +76,9 @@ def _warm_up() -> None:
 
 def _accuracy(model: Any, x: Any, y: Any) -> float:
     import numpy as np
+    import quality
 
-    probabilities = model.predict(x, batch_size=64, verbose=0)
-    if probabilities.shape[-1] == 1:  # Keras's binary accuracy threshold
-        predicted = (probabilities.reshape(-1) > 0.5).astype(np.int64)
-    else:
-        predicted = probabilities.argmax(axis=-1)
+    predicted = quality.predicted_classes(model.predict(x, batch_size=64, verbose=0))
     return float(np.mean(predicted == y))
 
 
@@ -166,7 +163,8 @@ def run_search(
         "wall_s": wall,
         "prepare_s": prepared - started,
         "search_s": finished - prepared,
-        "cache_s": bench.overhead.seconds,
+        "overhead_s": bench.overhead.seconds,
+        "cache_build_s": bench.overhead.cache_build_seconds,
         "best_trial": best_id,
         "best_test_accuracy": next(
             (t.get("test_accuracy") for t in trials if t["trial_id"] == best_id), None

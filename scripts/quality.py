@@ -247,6 +247,17 @@ def unfreeze_count(backbone, name: str) -> int:
     return max(1, round(RECIPE_UNFREEZE_FRACTION * len(backbone.layers)))
 
 
+def predicted_classes(probabilities):
+    """Class indices from a classifier's output: Keras's 0.5 threshold on a single sigmoid
+    column (two classes), else the most probable class."""
+    import numpy as np
+
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[-1] == 1:
+        return (probabilities.reshape(-1) > 0.5).astype(np.int64)
+    return probabilities.argmax(axis=-1)
+
+
 def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Settings) -> Row:
     import keras
     import numpy as np
@@ -301,11 +312,7 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
     model.compile(keras.optimizers.Adam(RECIPE_FINETUNE_LR), loss=loss, metrics=["accuracy"])
     tune = model.fit(epochs=s.head_epochs + s.finetune_epochs, initial_epoch=s.head_epochs, **fit)
     test_start = time.perf_counter()
-    probabilities = model.predict(x_test, batch_size=64, verbose=0)
-    if n_classes == 2:  # Keras's binary accuracy threshold
-        predicted = (probabilities.reshape(-1) > 0.5).astype(np.int64)
-    else:
-        predicted = probabilities.argmax(axis=-1)
+    predicted = predicted_classes(model.predict(x_test, batch_size=64, verbose=0))
     row.wall_s = time.perf_counter() - start
     test_s += time.perf_counter() - test_start
     row.test_accuracy = float(np.mean(predicted == y_test))
@@ -432,11 +439,7 @@ def evaluate_export(project: Path, test_dir: Path) -> dict[str, Any]:
     for shape, members in groups.items():
         sizes.add(shape[:2])
         batch = np.stack([decoded[i] for i in members]).astype("float32")  # 0-255 RGB
-        probabilities = call(batch).numpy()
-        if len(class_names) == 2:
-            predicted[members] = (probabilities.reshape(-1) > 0.5).astype(np.int64)
-        else:
-            predicted[members] = probabilities.argmax(axis=-1)
+        predicted[members] = predicted_classes(call(batch).numpy())
     return {
         "test_accuracy": float(np.mean(predicted == truth)),
         "metadata": metadata,
