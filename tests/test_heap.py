@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _arenas(mode: str, env: dict[str, str] | None = None) -> int:
+def _arenas(mode: str) -> int:
     """How many heaps glibc's malloc_info reports after eight threads allocated at once."""
     code = textwrap.dedent(
         """
@@ -22,7 +22,7 @@ def _arenas(mode: str, env: dict[str, str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
         if sys.argv[1] == "limit":
             from tuner import heap
-            print("set", heap.limit_arenas(2), file=sys.stderr)
+            assert heap.limit_arenas(2)
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
         libc.malloc.argtypes = [ctypes.c_size_t]
@@ -55,7 +55,7 @@ def _arenas(mode: str, env: dict[str, str] | None = None) -> int:
         capture_output=True,
         text=True,
         check=True,
-        env=environment | (env or {}),
+        env=environment,
     )
     return int(result.stdout.strip())
 
@@ -67,14 +67,11 @@ def test_limit_arenas_caps_the_arenas_threads_get() -> None:
     assert _arenas("plain") > 2
 
 
-def test_the_environment_decides_when_it_sets_the_limit() -> None:
+def test_the_environment_decides_when_it_sets_the_limit(monkeypatch) -> None:
     from tuner import heap
 
-    os.environ["MALLOC_ARENA_MAX"] = "4"
-    try:
-        assert heap.limit_arenas() is False
-    finally:
-        del os.environ["MALLOC_ARENA_MAX"]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert heap.limit_arenas() is False
 
 
 def test_the_command_line_sets_the_limit_before_anything_else(monkeypatch) -> None:

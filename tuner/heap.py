@@ -2,12 +2,11 @@
 
 glibc's malloc gives each new thread that allocates an arena of its own (and another to a thread
 that finds its arena locked), up to 8 per core on 64-bit systems, and memory freed in an arena
-stays there for reuse.
-TensorFlow's thread pools, tf.data and the decoders allocate from many threads, so over a search
-more and more arenas each hold partly used pages: resident memory climbed by about 20 MB over 20
-trials of one graph, with nothing kept by the search (docs/design.md §1). `malloc_trim` cannot
-hand those pages back, since each still holds live blocks. With one arena per core the same run
-grows by 1-4 MB.
+stays there for reuse. TensorFlow's thread pools, tf.data and the decoders allocate from many
+threads, so over a search more and more arenas each hold partly used pages: resident memory
+climbed by about 20 MB over 20 trials of one graph, with nothing kept by the search
+(docs/design.md §1). `malloc_trim` cannot hand those pages back, since each still holds live
+blocks. With one arena per core the same run grows by 1-4 MB.
 
 `limit_arenas` sets that limit with `mallopt(M_ARENA_MAX)`. glibc fixes its arena limit once,
 when more than 8 arenas exist unless `mallopt` set it before (docs/design.md §1), so this must
