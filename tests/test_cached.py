@@ -265,3 +265,92 @@ def test_cache_keys_cover_what_the_bytes_depend_on(search_config, prepared):
     for changed in (config.replace(seed=2), config.replace(batch_size=64)):
         other = prepared(changed).features.session("tiny")
         assert other.cache_key("train", other.last) != key
+
+
+def _one_at_a_time(session, which: str, cut: int) -> np.ndarray:
+    """The entry at `cut` as each derived entry was built before: its own model from the deepest
+    cut, run over the deepest entry in the build's batches."""
+    import keras
+
+    from tuner.activations import build_batch, run_frozen
+
+    source = np.asarray(session.features(which, session._deepest), dtype="float32")
+    alone = keras.Model(
+        session.model.layers[session._deepest].output, session.model.layers[cut].output
+    )
+    batch = build_batch(session.config)
+    batches = (source[i : i + batch] for i in range(0, len(source), batch))
+    return np.concatenate(list(run_frozen(alone, batches, source.shape[1:])))
+
+
+def test_derived_entries_are_built_in_one_pass_with_the_same_values(
+    search_config, prepared, monkeypatch
+):
+    from tuner.activations import BackboneSession
+
+    config = search_config(cache_dtype="float32")
+    bench = prepared(config)
+    session = bench.features.session("tiny")
+    derived = session.derived_cuts()
+    assert len(derived) >= 3 and derived[-1] == session.last
+    passes = []
+    derive = BackboneSession._derive
+
+    def counted(self, source, targets, which):
+        passes.append((which, list(targets)))
+        yield from derive(self, source, targets, which)
+
+    monkeypatch.setattr(BackboneSession, "_derive", counted)
+    pooled = session.features("train", session.last)
+    # Asking for the pooled entry ran the layers above the deepest cut once, for every derived cut.
+    assert passes == [("train", [session.last, *derived[:-1]])]
+    cache = bench.features.cache
+    for cut in derived:
+        entry = cache.lookup(f"tiny-32-train-cut{cut}", session.cache_key("train", cut))
+        assert entry is not None, f"cut {cut} was not published"
+        got = pooled if cut == session.last else session.features("train", cut)
+        np.testing.assert_array_equal(np.asarray(entry.array), np.asarray(got))
+        np.testing.assert_array_equal(np.asarray(got), _one_at_a_time(session, "train", cut))
+    assert len(passes) == 1, "the other cuts came from the cache"
+
+
+def test_a_derived_entry_built_elsewhere_meanwhile_still_gives_the_others(
+    search_config, prepared, monkeypatch
+):
+    """Another process publishes the requested entry between our lookup and our build: its rows
+    are not spilled (past the first batch, which decides the storage dtype), so the other derived
+    entries are built from the deepest cut on their own."""
+    config = search_config(cache_dtype="float32", batch_size=8)  # train holds more than one batch
+    first = prepared(config).features.session("tiny")
+    expected = {cut: np.asarray(first.features("train", cut)) for cut in first.derived_cuts()}
+    for path in config.resolved_cache_dir.glob("tiny-32-train-cut*"):
+        if f"cut{first.last}-" not in path.name:
+            path.unlink()  # only the pooled entry is left
+    from tuner.activations import BackboneSession
+
+    passes = []
+    derive = BackboneSession._derive
+
+    def counted(self, source, targets, which):
+        passes.append(list(targets))
+        yield from derive(self, source, targets, which)
+
+    monkeypatch.setattr(BackboneSession, "_derive", counted)
+    bench = prepared(config)
+    session = bench.features.session("tiny")
+    cache = bench.features.cache
+    lookup = type(cache).lookup
+    name = f"tiny-32-train-cut{session.last}"
+    monkeypatch.setattr(
+        type(cache),
+        "lookup",
+        lambda self, n, key: None if n == name else lookup(self, n, key),
+    )
+    assert np.array_equal(
+        np.asarray(session.features("train", session.last)), expected[session.last]
+    )
+    others = session.derived_cuts()[:-1]
+    assert len(bench.data.train) > 8
+    assert passes == [[session.last, *others]] + [[cut] for cut in others], "one pass for each"
+    for cut in session.derived_cuts()[:-1]:
+        np.testing.assert_array_equal(np.asarray(session.features("train", cut)), expected[cut])

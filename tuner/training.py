@@ -32,7 +32,7 @@ from tuner.hp import TrialValues
 from tuner.model import BACKBONE_NAME, HEAD_NAME, Pieces, build_head, compile_model
 from tuner.pixels import SearchData
 from tuner.project import PhaseSummary, TrialSummary
-from tuner.reuse import TrainingModels, TrialDropout
+from tuner.reuse import TrainingModels, TrialDropout, build_variables
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -211,6 +211,7 @@ class _Plan:
         if phase == 1 and self.values.units == 0:
             return self._fit_linear(model, train, val, epochs - 1, recorder)
         start = time.perf_counter()
+        build_variables(model, train.element_spec)  # one trace of the step, not two
         history = model.fit(
             train,
             validation_data=val,
