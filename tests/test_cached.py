@@ -77,7 +77,8 @@ def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixe
     console = Console(file=StringIO(), width=100, color_system=None)
     console.print(build_table(load_leaderboard(config.project_dir)))
     assert "augmentation on" in console.file.getvalue()
-    from tuner.engine import completed_trials, export_best
+    from tuner.artifact import export_best
+    from tuner.engine import completed_trials
 
     export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
     assert json.loads((tmp_path / "export" / "metadata.json").read_text())["augment"] is True
@@ -88,7 +89,8 @@ def test_export_predicts_what_the_cached_path_predicts(
 ):
     import keras
 
-    from tuner.engine import completed_trials, export_best
+    from tuner.artifact import export_best
+    from tuner.engine import completed_trials
     from tuner.model import Pieces, build_head
 
     config = search_config(max_trials=1, space=fixed_space(2), cache_dtype="float32")
@@ -106,7 +108,7 @@ def test_export_predicts_what_the_cached_path_predicts(
         pieces.apply(head, session.model)
         top = session.split(pieces.cut)[1]
         cached = head(top(np.asarray(session.features("val", pieces.cut))))
-    path = export_best(tuner, best, tmp_path / "export")
+    path = export_best(tuner, best, tmp_path / "export")["keras"]
     exported = keras.saving.load_model(path, safe_mode=True)
     served = exported.predict(np.asarray(bench.data.pixels("val", 32)), verbose=0)
     np.testing.assert_allclose(served, np.asarray(cached), rtol=1e-4, atol=1e-5)

@@ -595,14 +595,15 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, p
 
     import keras
 
+    from tuner.artifact import export_best
     from tuner.cache import ArrayCache
-    from tuner.engine import completed_trials, export_best, run_search
+    from tuner.engine import completed_trials, run_search
     from tuner.spaces import load_space
 
     config = search_config(max_trials=1, epochs_head=1, epochs_finetune=1)
     space = load_space(family="tiny")
     tuner = run_search(prepared(config, space))
-    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
+    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
 
     keras.saving.load_model(path, safe_mode=True)
     with zipfile.ZipFile(path) as archive:

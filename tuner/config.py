@@ -7,6 +7,7 @@ engine, the cache and the export read only this object. It imports nothing heavy
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,43 @@ class SearchConfig:
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with `changes` applied, validated again."""
         return dataclasses.replace(self, **changes)
+
+
+# The search's configuration as it ran, in the project folder: what `python -m tuner.export`
+# rebuilds the search's data and models from.
+CONFIG_FILE = "config.json"
+_PATHS = ("data", "project_dir", "val_data", "space", "export_dir", "cache_dir")
+
+
+def config_to_json(config: SearchConfig) -> str:
+    """`config` as JSON, with absolute paths (a weights file's too)."""
+    data = dataclasses.asdict(config)
+    for name in _PATHS:
+        if data[name] is not None:
+            data[name] = str(Path(data[name]).absolute())
+    if data["weights"] not in ("imagenet", "none"):
+        data["weights"] = str(Path(data["weights"]).absolute())
+    data["backbones"] = list(config.backbones)
+    return json.dumps(data, indent=2)
+
+
+def config_from_json(text: str) -> SearchConfig:
+    """The `SearchConfig` that `config_to_json` wrote (fields it does not know are ignored).
+
+    Raises:
+        ConfigError: the text is not such a configuration.
+    """
+    try:
+        data = json.loads(text)
+        fields = {f.name for f in dataclasses.fields(SearchConfig)}
+        settings = {k: v for k, v in data.items() if k in fields}
+        for name in _PATHS:
+            if settings.get(name) is not None:
+                settings[name] = Path(settings[name])
+        settings["backbones"] = tuple(settings["backbones"])
+        return SearchConfig(**settings)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ConfigError(f"Not a search configuration ({CONFIG_FILE}): {error}") from error
 
 
 def default_project_dir(backbones: tuple[str, ...]) -> Path:

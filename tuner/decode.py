@@ -32,7 +32,7 @@ MAX_PIXELS = 50_000_000
 # Files are read whole before decoding; this keeps a huge non-image named `.jpg` out of memory.
 MAX_FILE_BYTES = 1 << 30
 
-__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "load_pixels", "read_image"]
+__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "load_pixels", "read_image", "resize_like_training"]
 
 
 class _Unusable(Exception):
@@ -223,6 +223,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         return _decode(_read_bytes(path)).numpy()
     except _Unusable as err:
         raise DataError(f"Cannot use image {path!r}: {err}. Pass a readable image file.") from err
+
+
+def resize_like_training(pixels: Any, size: int) -> np.ndarray:
+    """uint8 (height, width, 3) pixels resized to (size, size, 3) as training images are:
+    `keras.layers.Resizing`'s bilinear resize, rounded and clipped to uint8."""
+    return _resize(pixels, size)
 
 
 def _resize(pixels: Any, size: int) -> np.ndarray:

@@ -4,7 +4,7 @@
 display); `TransferHyperModel` declares the search space and builds the full model;
 `TransferTuner.run_trial` trains one trial (`tuner.training.train_trial`) and records it;
 `run_search` checks a resume against `run.json` and runs the oracle `make_oracle` gives, whose first
-trial is the space's defaults; `export_best` exports a trial as a self-contained model.
+trial is the space's defaults; `tuner.artifact.export_best` exports a trial.
 
 Error semantics live here: a `TrialError` (or any unexpected error inside a trial) fails that trial
 with a one-line reason and the search goes on; a `TunerError` inside a trial is a configuration
@@ -14,7 +14,6 @@ problem that every trial would hit, so it stops the search.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,12 @@ import tensorflow as tf
 from tuner import heap
 from tuner.activations import Overhead
 from tuner.backbones import get_backbone
-from tuner.config import SearchConfig
+from tuner.config import CONFIG_FILE, SearchConfig, config_to_json
 from tuner.display import SearchDisplay
 from tuner.effort import contender
 from tuner.errors import ConfigError, TrialError, TunerError
 from tuner.features import Features, image_sizes
-from tuner.hp import BACKBONE, TrialValues, searched
+from tuner.hp import BACKBONE, TrialValues
 from tuner.model import (
     BACKBONE_NAME,
     HEAD_NAME,
@@ -53,7 +52,6 @@ from tuner.project import (
     first_line,
     read_run,
     run_settings,
-    trial_dir,
 )
 from tuner.reuse import TrainingModels
 from tuner.spaces import Space, validate_unfreeze
@@ -408,6 +406,7 @@ def run_search(
                 "Pass --overwrite to start over, or --project-dir DIR to keep both searches."
             )
     atomic_write_text(config.project_dir / RUN_FILE, json.dumps(settings, indent=2))
+    atomic_write_text(config.project_dir / CONFIG_FILE, config_to_json(config))
     deadline = None
     if config.time_budget is not None:
         deadline = (time.monotonic() if started is None else started) + config.time_budget
@@ -492,50 +491,3 @@ def last_failure(tuner: kt.Tuner, trial: kt.engine.trial.Trial | None = None) ->
     summary, _ = TrialSummary.read(Path(tuner.get_trial_dir(trial.trial_id)))
     reason = summary.reason if summary else None
     return failure_reason(reason, trial.message, limit=200) or "unknown"
-
-
-def export_best(
-    tuner: TransferTuner, trial: kt.engine.trial.Trial, directory: str | os.PathLike
-) -> Path:
-    """Exports one trial's model to `directory` with its metadata; returns the model's path."""
-    from tuner.export import export_model
-
-    config = tuner.config
-    features = tuner.features
-    n_classes = tuner.data.n_classes
-    model = tuner.load_model(trial)
-    name = tuner.hypermodel.values(trial.hyperparameters).backbone
-    size = features.image_sizes[name]
-    summary, _ = TrialSummary.read(trial_dir(config.project_dir, trial.trial_id))
-    summary = summary or TrialSummary(trial.trial_id)
-    metadata = {
-        "format": 1,
-        "class_names": list(tuner.data.class_names),
-        "input": {
-            "image_size": size,
-            "channels": "RGB",
-            "range": [0, 255],
-            "note": "raw pixels of any size; resized (bilinear) and preprocessed inside",
-        },
-        "output": "sigmoid probability of class_names[1]"
-        if n_classes == 2
-        else "softmax probabilities over class_names",
-        "backbone": name,
-        "weights": features.weights(name).origin,
-        "hyperparameters": searched(trial.hyperparameters.values),
-        "objective": {
-            "name": config.objective,
-            "direction": config.direction,
-            "value": trial.score,
-        },
-        "validation": summary.best or {},
-        "phases": {
-            "head": summary.phase1.as_dict() if summary.phase1 else None,
-            "finetune": summary.phase2.as_dict() if summary.phase2 else None,
-        },
-        "trial_id": trial.trial_id,
-        "augment": config.augment,
-        "cache": config.cache,
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
-    }
-    return export_model(model, directory, image_size=size, metadata=metadata)

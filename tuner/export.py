@@ -1,80 +1,200 @@
-"""The exported artifact: a self-contained model that takes raw pixels, and its metadata.
+"""`python -m tuner.export PROJECT_DIR`: export a finished search's best trial (or any trial) as
+Keras, SavedModel and TFLite files, with labels, metadata and a model card.
 
-`PROJECT_DIR/export/model.keras` takes raw RGB images (0-255, any height and width; resized inside
-exactly as training resized them) and returns class probabilities; the backbone's preprocessing is
-inside. It uses builtin Keras layers only, so it loads with
-`keras.saving.load_model(path, safe_mode=True)` in a process that never imports tuner.
-`metadata.json` beside it carries the class names and everything needed to use and trust it.
+The search records its configuration in PROJECT_DIR/config.json; this command rebuilds the same
+data and models from it (the decoded pixels come from the search's cache), reloads the trials, and
+exports without training, unless `--refit` asks to retrain the chosen hyperparameters on the
+training and validation images together.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import contextlib
+import io
 import os
-import shutil
-import tempfile
+import sys
+import time
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import keras
+from tuner import heap
+from tuner.config import CONFIG_FILE, config_from_json
+from tuner.errors import ConfigError, TunerError
 
-from tuner.errors import TunerError
-
-MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
+QUANTIZE = ("none", "dynamic", "float16", "int8")
 
 
-def serving_model(model: keras.Model, image_size: int) -> keras.Model:
-    """Wrap the classifier so it takes images of any size: resize inside, bilinear, as the data
-    loader did when it decoded the training images."""
-    # A clone is uncompiled: the artifact carries no optimizer state, only what serving needs.
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    inputs = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(
-        inputs
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.export",
+        description="Export a search's best model (or --trial ID) for serving: a .keras file, a "
+        "SavedModel with uint8 and encoded-bytes signatures, and a TFLite model, each with "
+        "labels.txt, metadata.json and a model card (README.md).",
     )
-    # training=False is recorded on this call: the Resizing layer's call defaults to
-    # training=True and Keras 3 hands that on through the call context, so a direct call
-    # `model(x)` would otherwise run the head's dropout (keras/src/layers/layer.py, __call__).
-    return keras.Model(inputs, clone(x, training=False), name="tuner_classifier")
+    parser.add_argument("project_dir", type=Path, help="the folder the search wrote")
+    parser.add_argument("--trial", help="export this trial id (default: the leaderboard's first)")
+    parser.add_argument(
+        "--format",
+        default="keras,savedmodel,tflite",
+        help="comma-separated formats: keras, savedmodel, tflite (default: all three)",
+    )
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        help="the TFLite model's quantization: none (float32), dynamic (int8 weights), float16 or "
+        "int8 (weights and activations, calibrated on training images). Default: none",
+    )
+    parser.add_argument("--out", type=Path, help="the export folder (default: PROJECT_DIR/export)")
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="retrain the trial's hyperparameters on the training and validation images "
+        "together, for the trial's own number of epochs per phase, then export",
+    )
+    parser.add_argument(
+        "--data", type=Path, help="the training images, if they moved since the search"
+    )
+    parser.add_argument(
+        "--val-data", type=Path, help="the validation images, if they moved since the search"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the exported paths")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
 
 
-def export_model(
-    model: keras.Model,
-    directory: str | os.PathLike,
-    *,
-    image_size: int,
-    metadata: dict[str, Any],
-) -> Path:
-    """Write `model.keras` and `metadata.json` into `directory`, atomically.
-
-    Both files are written into a temporary folder beside `directory` and moved into place only
-    when complete, so an interrupted export never leaves a model that a later reader trusts.
-
-    Returns:
-        The path of `model.keras`.
-
-    Raises:
-        TunerError: the folder cannot be written (full disk, read-only, ...).
-    """
-    directory = Path(directory)
-    serve = serving_model(model, image_size)
+def load_project_config(project_dir: Path, args: argparse.Namespace):
+    """The search's configuration, pointed at this project folder and never overwriting it."""
+    path = project_dir / CONFIG_FILE
+    if not (project_dir / "trials").is_dir():
+        raise ConfigError(
+            f"No search found in {project_dir}: run python -m tuner.search first, or pass the "
+            "folder it wrote (its --project-dir)."
+        )
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
-            serve.save(staging / MODEL_FILE)
-            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
-            directory.mkdir(parents=True, exist_ok=True)
-            for name in (MODEL_FILE, METADATA_FILE):
-                os.replace(staging / name, directory / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    except OSError as error:
-        raise TunerError(
-            f"Could not write the export to {directory}: {error.strerror or error}. Free disk "
-            "space or pass --export DIR on a writable disk; rerunning the same command resumes "
-            "the finished search and exports again."
-        ) from error
-    return directory / MODEL_FILE
+        text = path.read_text()
+    except OSError:
+        raise ConfigError(
+            f"{path} is missing: this search was run before tuner recorded its settings. Rerun "
+            "the search's own command once (it resumes, and records them), then export."
+        ) from None
+    config = config_from_json(text)
+    changes = {
+        "project_dir": project_dir,
+        "overwrite": False,  # exporting must never start the search over
+        "time_budget": None,
+        "verbose": 0 if args.quiet else 1,
+        "export_dir": args.out or project_dir / "export",
+    }
+    if config.cache_dir is not None and not config.cache_dir.exists():
+        changes["cache_dir"] = None
+    if args.data is not None:
+        changes["data"] = args.data
+    if args.val_data is not None:
+        changes["val_data"] = args.val_data
+    config = config.replace(**changes)
+    if not config.data.is_dir():
+        raise ConfigError(
+            f"The search's images are not at {config.data} any more; pass --data DIR (and "
+            "--val-data DIR if it had one) where they are now."
+        )
+    if config.val_data is not None and not config.val_data.is_dir():
+        raise ConfigError(
+            f"The search's validation images are not at {config.val_data} any more; pass "
+            "--val-data DIR where they are now."
+        )
+    if config.space is not None and not config.space.is_file():
+        raise ConfigError(
+            f"The search's space file {config.space} is gone; put it back (the trials' values "
+            "are read from the project, but the space declares them)."
+        )
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.serving import parse_formats
+
+    formats = parse_formats(args.format)
+    quantize = args.quantize.strip().lower()
+    if quantize not in QUANTIZE:
+        raise ConfigError(
+            f"--quantize must be one of {', '.join(QUANTIZE)}. Received: {quantize!r}"
+        )
+    if quantize != "none" and "tflite" not in formats:
+        raise ConfigError(
+            f"--quantize {quantize} applies to the TFLite model; add tflite to --format."
+        )
+    config = load_project_config(args.project_dir, args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rich.console import Console
+
+    from tuner import artifact, engine
+    from tuner.backbones import get_backbone
+    from tuner.display import SearchDisplay
+    from tuner.oracles import make_oracle
+    from tuner.spaces import load_space
+
+    started = time.perf_counter()
+    console = Console()
+    display = SearchDisplay(console=console, verbose=config.verbose)
+    family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
+    space = load_space(family=family, path=config.space)
+    bench = engine.prepare(config, space, display)
+    # KerasTuner prints "Reloading Tuner from ..." unconditionally.
+    with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
+        tuner = engine.TransferTuner(make_oracle(config), bench)
+    trials = engine.completed_trials(tuner)
+    if not trials:
+        raise ConfigError(f"No completed trial in {config.project_dir}: nothing to export.")
+    if args.trial is None:
+        trial = trials[0]
+    else:
+        chosen = [t for t in trials if t.trial_id == args.trial]
+        if not chosen:
+            raise ConfigError(
+                f"No completed trial {args.trial!r} in {config.project_dir}; completed trials: "
+                f"{', '.join(sorted(t.trial_id for t in trials))}."
+            )
+        trial = chosen[0]
+    model = refit = None
+    if args.refit:
+        from tuner.refit import refit_trial
+
+        model, refit = refit_trial(tuner, trial)
+    paths = artifact.export_best(
+        tuner,
+        trial,
+        config.resolved_export_dir,
+        formats=formats,
+        quantize=quantize,
+        model=model,
+        refit=refit,
+    )
+    for fmt, path in paths.items():
+        console.print(f"{fmt}: {path}")
+    display.message(
+        f"trial {trial.trial_id} exported to {config.resolved_export_dir} "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (2 for bad input)."""
+    heap.limit_arenas()
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except TunerError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was exported; the search's trials are kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

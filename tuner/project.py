@@ -9,7 +9,7 @@ summary, the run settings a resume must match, and the one-line reasons a trial 
       trials/trial_<id>/          KerasTuner's trial.json, and ours:
         summary.json              `TrialSummary`
         checkpoint.npz            the trained pieces of the trial's best epoch (`tuner.model.Pieces`)
-      export/                     the best model (`tuner.export`)
+      export/                     the best model (`tuner.serving`, `python -m tuner.export`)
 
 Standard library only: the leaderboard reads a project through this module without TensorFlow.
 """

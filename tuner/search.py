@@ -348,7 +348,7 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
         )
     started = time.perf_counter()
     started_monotonic = time.monotonic()
-    from tuner import engine
+    from tuner import artifact, engine
     from tuner.leaderboard import load_leaderboard, render
 
     bench = engine.prepare(config, space, display)
@@ -367,7 +367,7 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
             "No trial completed, so nothing was exported; the leaderboard above "
             "says why each failed."
         )
-    path = engine.export_best(tuner, best[0], config.resolved_export_dir)
+    path = artifact.export_best(tuner, best[0], config.resolved_export_dir)["keras"]
     display.message(
         f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
         f"exported to {path} ({time.perf_counter() - started:.0f}s)"
