@@ -370,7 +370,8 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
     path = artifact.export_best(tuner, best[0], config.resolved_export_dir)["keras"]
     display.message(
         f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
-        f"exported to {path} ({time.perf_counter() - started:.0f}s)"
+        f"exported to {path} ({time.perf_counter() - started:.0f}s); SavedModel and TFLite: "
+        f"python -m tuner.export {config.project_dir}"
     )
     return 0
 
