@@ -256,6 +256,13 @@ def test_predict_and_export_refuse_bad_input_with_one_line_and_exit_2(searched, 
         ([project, "--format", "onnx"], "--format takes"),
         ([project, "--quantize", "int4"], "--quantize must be one of"),
     ]
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(searched["data"], other)
+    shutil.copytree(other / "blob", other / "zebra")  # a class the search never saw
+    cases.append(([project, "--data", str(other)], "now hold the classes"))
+    cases.append(([project, "--data", str(tmp_path / "gone")], "pass --data DIR"))
     for argv, message in cases:
         assert export.main([*argv, "--quiet"]) == 2, argv
         err = capsys.readouterr().err
@@ -306,3 +313,17 @@ def test_refit_trains_the_trials_epochs_on_train_and_val_and_says_so(searched, t
         for a, b in zip(refitted.get_weights(), searched_model.get_weights(), strict=True)
     ]
     assert any(changed), "the refit trained nothing"
+
+
+def test_a_later_export_leaves_no_format_of_an_earlier_model(searched, tmp_path):
+    import shutil
+
+    from tuner import export
+
+    folder = tmp_path / "export"
+    shutil.copytree(searched["exports"]["float32"], folder)
+    argv = [str(searched["project"]), "--format", "keras", "--out", str(folder), "--quiet"]
+    assert export.main(argv) == 0
+    assert (folder / "model.keras").is_file()
+    assert not (folder / "saved_model").exists() and not (folder / "model.tflite").exists()
+    assert json.loads((folder / "metadata.json").read_text())["formats"] == {"keras": "model.keras"}

@@ -22,6 +22,7 @@ from pathlib import Path
 from tuner import heap
 from tuner.config import CONFIG_FILE, config_from_json
 from tuner.errors import ConfigError, TunerError
+from tuner.project import read_run
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 
@@ -141,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
     family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
     space = load_space(family=family, path=config.space)
     bench = engine.prepare(config, space, display)
+    searched_classes = (read_run(config.project_dir) or {}).get("class_names")
+    if searched_classes is not None and list(bench.data.class_names) != searched_classes:
+        raise ConfigError(
+            f"The images at {config.data} now hold the classes "
+            f"{', '.join(bench.data.class_names)}, but the search learned "
+            f"{', '.join(searched_classes)}; pass --data DIR with the search's images."
+        )
     # KerasTuner prints "Reloading Tuner from ..." unconditionally.
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
         tuner = engine.TransferTuner(make_oracle(config), bench)

@@ -270,11 +270,13 @@ def write_export(
             for name, text in files.items():
                 (staging / name).write_text(text)
             directory.mkdir(parents=True, exist_ok=True)
+            # A format this export does not write, left by an earlier one, is another model:
+            # removed, so the folder holds one model, the one metadata.json describes.
+            for name in FORMAT_FILES.values():
+                _remove(directory / name)
             for name in [FORMAT_FILES[f] for f in formats] + list(files):
-                target = directory / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(staging / name, target)
+                _remove(directory / name)
+                os.replace(staging / name, directory / name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except OSError as error:
@@ -286,17 +288,8 @@ def write_export(
     return {f: directory / FORMAT_FILES[f] for f in formats}
 
 
-def export_model(
-    model: keras.Model,
-    directory: str | os.PathLike,
-    *,
-    image_size: int,
-    metadata: dict[str, Any],
-    card: str | None = None,
-) -> Path:
-    """The search's own export: `model.keras` with its labels, metadata and card; returns the
-    model's path."""
-    paths = write_export(
-        model, directory, image_size=image_size, metadata=metadata, formats=("keras",), card=card
-    )
-    return paths["keras"]
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
