@@ -8,6 +8,9 @@ loading TensorFlow. The mapping onto KerasTuner's own semantics lives in `tuner.
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 
 class TunerError(Exception):
     """A problem the user can fix: bad input, bad configuration, missing weights.
@@ -41,3 +44,12 @@ class TrialError(Exception):
 
     The search marks that trial FAILED with `str(error)` as its one-line reason and goes on.
     """
+
+
+def report(error: TunerError, *, debug: bool = False) -> int:
+    """How the commands end on a `TunerError`: its message as one line on stderr (after the
+    traceback with `--debug`). Returns the exit status, 2."""
+    if debug:
+        traceback.print_exc()
+    print(f"error: {error}", file=sys.stderr)
+    return 2

@@ -15,13 +15,12 @@ import io
 import os
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from tuner import heap
 from tuner.config import CONFIG_FILE, config_from_json
-from tuner.errors import ConfigError, TunerError
+from tuner.errors import ConfigError, TunerError, report
 from tuner.project import read_run
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
@@ -195,10 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except TunerError as error:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error, debug=args.debug)
     except KeyboardInterrupt:
         print("interrupted: nothing was exported; the search's trials are kept.", file=sys.stderr)
         return 130

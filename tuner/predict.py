@@ -18,14 +18,14 @@ import argparse
 import json
 import os
 import sys
-import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError, DataError, TunerError
+from tuner.errors import ConfigError, DataError, TunerError, report
 
 TOP_K = 3
 
@@ -86,7 +86,10 @@ class Predictor:
         else:
             import tensorflow as tf
 
-            self.interpreter = tf.lite.Interpreter(model_path=str(self.path))
+            with warnings.catch_warnings():
+                # TF 2.20+ points to the separate LiteRT package; this one still runs the file.
+                warnings.simplefilter("ignore")
+                self.interpreter = tf.lite.Interpreter(model_path=str(self.path))
             self.input = self.interpreter.get_input_details()[0]
             self.output = self.interpreter.get_output_details()[0]
             self.size = int(self.input["shape"][1])
@@ -244,10 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not results:
             raise ConfigError("No image files found in the folders given.")
     except TunerError as error:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error, debug=args.debug)
     if args.json:
         print(json.dumps({"model": str(args.model), "predictions": results}, indent=2))
     else:

@@ -12,14 +12,13 @@ import argparse
 import os
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner import heap
 from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
-from tuner.errors import ConfigError, TunerError
+from tuner.errors import ConfigError, TunerError, report
 
 if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
     from tuner.spaces import Space
@@ -307,10 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         space = load_space(config)
         return run(config, space, debug=args.debug)
     except TunerError as error:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error, debug=args.debug)
     except KeyboardInterrupt:
         print(
             "interrupted: finished trials are kept; rerun the same command to resume.",

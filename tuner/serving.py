@@ -168,7 +168,15 @@ def _write_tflite(
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         _configure(converter, quantize, calibration)
-        path.write_bytes(converter.convert())
+        try:
+            flat = converter.convert()
+        except Exception as error:  # noqa: BLE001 - the converter raises many kinds
+            lines = str(error).strip().splitlines() or [type(error).__name__]
+            raise TunerError(
+                f"TFLite could not convert this model ({lines[0][:160]}); export the other "
+                "formats with --format keras,savedmodel, or try another --quantize."
+            ) from error
+        path.write_bytes(flat)
 
 
 def _configure(converter: Any, quantize: str, calibration: Iterable[np.ndarray] | None) -> None:
