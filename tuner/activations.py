@@ -224,9 +224,9 @@ class BackboneSession:
 
     def derived_cuts(self) -> list[int]:
         """Every cut the space can ask for above the deepest one, the pooled output last."""
-        n_blocks = len(cuts.blocks(self.model, self.spec.block_pattern))
-        shallower = [self.cut(k) for k in range(1, n_blocks + 1) if self.cut(k) > self._deepest]
-        return sorted(set(shallower)) + ([self.last] if self._deepest < self.last else [])
+        found = cuts.blocks(self.model, self.spec.block_pattern)
+        shallower = {block.cut for block in found if block.cut > self._deepest}
+        return sorted(shallower) + ([self.last] if self._deepest < self.last else [])
 
     def _entry_name(self, which: str, cut: int) -> str:
         return f"{self.spec.name}-{self.size}-{which}-cut{cut}"
