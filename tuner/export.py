@@ -23,8 +23,6 @@ from tuner.config import CONFIG_FILE, config_from_json
 from tuner.errors import ConfigError, TunerError, report
 from tuner.project import read_run
 
-QUANTIZE = ("none", "dynamic", "float16", "int8")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -113,14 +111,10 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.serving import parse_formats
+    from tuner.serving import parse_formats, parse_quantize
 
     formats = parse_formats(args.format)
-    quantize = args.quantize.strip().lower()
-    if quantize not in QUANTIZE:
-        raise ConfigError(
-            f"--quantize must be one of {', '.join(QUANTIZE)}. Received: {quantize!r}"
-        )
+    quantize = parse_quantize(args.quantize)
     if quantize != "none" and "tflite" not in formats:
         raise ConfigError(
             f"--quantize {quantize} applies to the TFLite model; add tflite to --format."

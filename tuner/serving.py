@@ -64,6 +64,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in names)
 
 
+def parse_quantize(text: str) -> str:
+    """One of QUANTIZE, case and spaces ignored."""
+    quantize = text.strip().lower()
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}. Received: {text!r}")
+    return quantize
+
+
 def serving_model(model: keras.Model, image_size: int) -> keras.Model:
     """Wrap the classifier so it takes images of any size: resize inside, bilinear, as the data
     loader did when it decoded the training images."""
@@ -245,8 +253,7 @@ def write_export(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ConfigError(f"Unknown export format {unknown}; choose from {', '.join(FORMATS)}.")
-    if quantize not in QUANTIZE:
-        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}. Received: {quantize}")
+    quantize = parse_quantize(quantize)
     class_names = list(metadata["class_names"])
     directory = Path(directory)
     serve = serving_model(model, image_size)
