@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from tuner import hp
-from tuner.display import SearchDisplay
+from tuner.display import LiveDisplay, SearchDisplay
 
 VALUES = {
     "head/units": 0,
@@ -53,10 +53,15 @@ def test_values_read_as_a_person_reads_them():
 
 def test_the_live_view_shows_values_as_the_leaderboard_does():
     out = io.StringIO()
-    display = SearchDisplay(console=Console(file=out, width=200, color_system=None), verbose=1)
-    display.trial_begin("03", 1, 2, {**VALUES, "tuner/epochs": 2})
+    console = Console(file=out, width=200, color_system=None)
+    live = LiveDisplay(console=console, verbose=1)
+    live.trial_begin("03", 1, 2, {**VALUES, "tuner/epochs": 2})
+    console.print(live.view())
+    lines = SearchDisplay(console=console, verbose=1)
+    lines.trial_begin("03", 1, 2, {**VALUES, "tuner/epochs": 2})
+    lines.trial_end("03", "done", 0.9, "val_accuracy")
     text = out.getvalue()
     for name, value in VALUES.items():
-        assert f"{name}={hp.format_value(name, value)}" in text
+        assert text.count(f"{name}={hp.format_value(name, value)}") == 2
     assert "head/units=linear" in text and "head/learning_rate=1e-03" in text
     assert "tuner/epochs" not in text

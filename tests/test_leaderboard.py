@@ -16,7 +16,20 @@ from rich.console import Console
 
 from tuner import leaderboard
 from tuner.errors import TunerError
-from tuner.leaderboard import Leaderboard, Row, build_table, load_leaderboard, main, render, to_json
+from tuner.leaderboard import (
+    Leaderboard,
+    Row,
+    build_table,
+    load,
+    load_leaderboard,
+    main,
+    read_csv,
+    render,
+    rows_from_json,
+    sparkline,
+    to_csv,
+    to_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -247,8 +260,9 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _text(board: Leaderboard, **kwargs: Any) -> str:
-    console = Console(file=io.StringIO(), width=100, color_system=None)
+def _text(board: Leaderboard, width: int = 110, **kwargs: Any) -> str:
+    # A terminal: the table fits its width (a file or a pipe gets every column, see below).
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=True)
     render(board, console=console, **kwargs)
     return console.file.getvalue()
 
@@ -293,6 +307,11 @@ def test_row_fields_come_from_trial_and_summary(project: Path) -> None:
         seconds_finetune=125.0,
         reason=None,
         tuner_values={"tuner/epochs": 6},
+        project="search",
+        metrics_head={"val_accuracy": 0.9, "val_loss": 0.25},
+        metrics_finetune={"val_accuracy": 0.9125, "val_loss": 0.25},
+        epochs_head=4,
+        epochs_finetune=2,
     )
     # No phase 2 when no block is unfrozen.
     assert rows["01"].val_accuracy_finetune is None
@@ -394,7 +413,7 @@ def test_table_shows_ranks_order_and_headers(project: Path) -> None:
     text = _text(load_leaderboard(project))
     lines = text.splitlines()
 
-    assert all(len(line) <= 100 for line in lines)
+    assert all(len(line) <= 110 for line in lines)
     header = "\n".join(lines[:4])
     assert header.splitlines()[-1].split()[:3] == ["#", "trial", "status"]
     # Long headers wrap above narrow numbers: "val_" / "accuracy", "val acc" / "fine-" / "tune".
@@ -416,12 +435,12 @@ def test_table_formats_numbers(project: Path) -> None:
     best = _table_line(text, "02").split()
     assert best[3:6] == ["0.9431", "0.9012", "0.9431"]  # objective, head, fine-tune
     assert best[6:11] == ["256", "0.5", "1e-02", "2", "2.5e-05"]  # hyperparameters
-    assert best[11:] == ["6", "11.0s", "1h02m"]
-    assert _table_line(text, "00").split()[11:] == ["6", "12.3s", "2m05s"]
+    assert best[11:] == ["6", "11.0s", "1h02m", "-"]  # epochs, times, curve (none logged)
+    assert _table_line(text, "00").split()[11:] == ["6", "12.3s", "2m05s", "-"]
     head_only = _table_line(text, "01").split()
     assert head_only[3:6] == ["0.8750", "0.8750", "-"]
     assert head_only[8] == "3.2e-04"
-    assert head_only[-2:] == ["9.5s", "-"]
+    assert head_only[-3:] == ["9.5s", "-", "-"]
     assert _table_line(text, "04").split()[3:6] == ["-", "-", "-"]
 
 
@@ -467,24 +486,27 @@ def test_a_table_too_wide_leaves_out_epochs_and_times_first(project: Path) -> No
     backbones = ["mobilenet_v2", "xception", "efficientnet_b0", "resnet50", "xception"]
     board = _with_backbones(load_leaderboard(project), backbones)
 
-    text = _text(board)
+    text = _text(board, width=100)
 
     assert all(len(line) <= 100 for line in text.splitlines())
-    assert "not shown, for width: epochs, ft time, head time (--json has every column)" in text
+    assert (
+        "not shown, for width: epochs, ft time, head time, curve (--json has every column)" in text
+    )
     best = _table_line(text, "02").split()
     assert best[:7] == ["1", "02", "completed", "0.9431", "0.9012", "0.9431", "mobilenet_v2"]
     assert best[7:] == ["256", "0.5", "1e-02", "2", "2.5e-05"]
     assert "efficientnet_b0" in text
     # Without a width, build_table keeps every column.
-    assert [c.header for c in build_table(board).columns][-3:] == [
+    assert [c.header for c in build_table(board).columns][-4:] == [
         "epochs",
         "head\ntime",
         "ft\ntime",
+        "curve",
     ]
 
 
 def test_narrow_console_keeps_rank_objective_and_hyperparameters(project: Path) -> None:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=True)
 
     render(load_leaderboard(project), console=console)
 
@@ -525,7 +547,7 @@ def test_json_holds_the_same_rows(project: Path) -> None:
     assert data["objective"] == "val_accuracy"
     assert data["direction"] == "max"
     assert data["run"] == RUN
-    assert [Row(**row) for row in data["rows"]] == list(board.rows)
+    assert [Row.from_dict(row) for row in data["rows"]] == list(board.rows)
 
 
 def test_json_writes_non_finite_scores_as_null(project: Path) -> None:
@@ -633,3 +655,170 @@ def test_ties_on_the_objective_go_to_the_lower_val_loss(tmp_path: Path) -> None:
     board = load_leaderboard(tmp_path)
 
     assert [(r.rank, r.trial_id) for r in board.rows] == [(1, "2"), (2, "1"), (3, "3"), (4, "4")]
+
+
+# --------------------------------------------------------------------------------------------
+# Records, CSV, merged projects, learning curves
+
+
+def with_history(project: Path, trial_id: str, head: list[float], finetune: list[float]) -> None:
+    """Adds per-epoch histories (val_accuracy) to a trial's summary.json."""
+    path = project / "trials" / f"trial_{trial_id}" / "summary.json"
+    data = json.loads(path.read_text())
+    epoch = 0
+    for name, curve in (("phase1", head), ("phase2", finetune)):
+        history = []
+        for value in curve:
+            epoch += 1
+            history.append({"epoch": epoch, "loss": 1.0 - value, "val_accuracy": value})
+        if data.get(name):
+            data[name]["history"] = history
+    path.write_text(json.dumps(data))
+
+
+def test_records_hold_every_field_of_every_trial(project: Path) -> None:
+    with_history(project, "00", [0.5, 0.6, 0.7, 0.9], [0.9, 0.9125])
+    board = load(project)
+    records = {r["trial_id"]: r for r in board.records()}
+
+    first = records["00"]
+    assert first["project"] == "search" and first["rank"] == 2 and first["status"] == "COMPLETED"
+    assert first["score"] == 0.9125
+    assert first["head/units"] == 64 and first["finetune/learning_rate"] == 1e-5
+    assert first["tuner/epochs"] == 6
+    assert first["val_accuracy_head"] == 0.9 and first["val_loss_head"] == 0.25
+    assert first["val_accuracy_finetune"] == 0.9125
+    assert (first["epochs"], first["epochs_head"], first["epochs_finetune"]) == (6, 4, 2)
+    assert (first["seconds_head"], first["seconds_finetune"]) == (12.34, 125.0)
+    assert first["curve_head"] == [0.5, 0.6, 0.7, 0.9] and first["curve_finetune"] == [0.9, 0.9125]
+    assert records["01"]["val_accuracy_finetune"] is None and records["01"]["epochs_finetune"] == 0
+    assert records["03"]["status"] == "FAILED" and records["03"]["reason"].startswith("TrialError")
+    assert records["04"]["epochs"] is None  # running: no summary yet
+    assert len({tuple(r) for r in board.records()}) == 1  # every record has the same keys
+
+
+def test_csv_round_trips_every_field(project: Path) -> None:
+    import dataclasses
+
+    with_history(project, "00", [0.5, 0.6, 0.7, 0.9], [0.9, 0.9125])
+    board = load(project)
+    # Text that reads like a number, or like nothing, must come back as text.
+    odd = dataclasses.replace(
+        board.rows[0], hyperparameters={**board.rows[0].hyperparameters, "head/units": "064"}
+    )
+    blank = dataclasses.replace(board.rows[1], reason="")
+    board = dataclasses.replace(board, rows=(odd, blank, *board.rows[2:]))
+
+    text = to_csv(board)
+
+    assert read_csv(text) == board.records()
+    header = text.splitlines()[0].split(",")
+    assert header[:5] == ["project", "rank", "trial_id", "status", "score"]
+    assert "head/units" in header and "val_accuracy_finetune" in header
+
+
+def test_json_round_trips_every_field(project: Path) -> None:
+    with_history(project, "02", [0.6, 0.9012], [0.93, 0.9431])
+    board = load(project)
+    assert rows_from_json(board.to_json()) == list(board.rows)
+    assert board.rows[0].curve == (0.6, 0.9012, 0.93, 0.9431)
+
+
+def test_main_csv(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(project), "--csv"]) == 0
+    records = read_csv(capsys.readouterr().out)
+    assert [r["trial_id"] for r in records] == ["02", "00", "01", "04", "03"]
+
+
+def test_main_refuses_csv_and_json_together(project: Path) -> None:
+    assert main([str(project), "--csv", "--json"]) == 2
+
+
+def test_sparkline_draws_both_phases_on_one_scale() -> None:
+    assert sparkline((0.5, 0.6, 0.75), (0.8, 0.9)) == "▁▃▅|▆█"
+    assert sparkline((0.5, None), (), low=0.0, high=1.0) == "▅ "
+    assert sparkline((), ()) == ""
+    assert sparkline((0.7, 0.7)) == "▅▅"
+
+
+def test_the_table_shows_each_trials_curve(project: Path) -> None:
+    with_history(project, "00", [0.5, 0.6, 0.7, 0.9], [0.9, 0.9125])
+    text = _text(load(project))
+    assert "curve" in text
+    assert "▁▃▄█|██" in _table_line(text, "00")
+    assert "curve: val_accuracy per epoch" in text
+
+
+def test_a_file_or_pipe_gets_every_column_unwrapped(project: Path) -> None:
+    console = Console(file=io.StringIO(), width=80, color_system=None)  # not a terminal
+    render(load(project), console=console)
+    text = console.file.getvalue()
+    assert "not shown" not in text
+    for header in ("epochs", "time", "curve", "fine-"):
+        assert header in text
+    for trial_id in ("00", "01", "02", "03", "04"):
+        assert _table_line(text, trial_id)  # each row is one line
+    assert max(len(line) for line in text.splitlines()) > 80
+
+
+def copy_project(project: Path, name: str, shift: float) -> Path:
+    """A second project like `project`, its scores moved by `shift`."""
+    import shutil
+
+    other = project.parent / name
+    shutil.copytree(project, other)
+    for trial_json in other.glob("trials/trial_*/trial.json"):
+        state = json.loads(trial_json.read_text())
+        if state["score"] is not None:
+            state["score"] = round(state["score"] + shift, 4)
+        trial_json.write_text(json.dumps(state))
+    run = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**run, "backbones": ["mobilenetv2"]}))
+    return other
+
+
+def test_several_projects_merge_into_one_ranking(project: Path) -> None:
+    other = copy_project(project, "mobilenet", 0.02)
+    board = load(project, other)
+
+    assert board.projects == ("search", "mobilenet")
+    ranked = [(r.project, r.trial_id) for r in board.rows if r.rank is not None]
+    assert ranked[:3] == [("mobilenet", "02"), ("search", "02"), ("mobilenet", "00")]
+    assert [r.rank for r in board.rows[:6]] == [1, 2, 3, 4, 5, 6]
+    text = _text(board)
+    assert "project" in text
+    assert _table_line(text, "mobilenet").split()[2] == "02"
+    assert "search: weights imagenet" in text and "mobilenetv2 at 96px" in text
+    assert "best: trial 02 of mobilenet (val_accuracy 0.9631)" in text
+    csv_projects = {r["project"] for r in read_csv(board.to_csv())}
+    assert csv_projects == {"search", "mobilenet"}
+
+
+def test_projects_with_one_name_stay_apart(project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    twin = tmp_path / "elsewhere" / "search"
+    shutil.copytree(project, twin)
+    board = load(project, twin)
+    assert board.projects == ("search", "search-2")
+
+
+def test_merging_refuses_different_objectives(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = copy_project(project, "by-loss", 0.0)
+    run = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(
+        json.dumps({**run, "objective": "val_loss", "direction": "min"})
+    )
+    assert main([str(project), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different objectives (val_accuracy, val_loss)" in err
+
+
+def test_a_board_renders_itself_in_a_notebook(project: Path) -> None:
+    board = load(project)
+    bundle = board._repr_mimebundle_()
+    assert "Trials by val_accuracy" in bundle["text/plain"]
+    assert "<pre" in bundle["text/html"] and "0.9431" in bundle["text/html"]
+    assert repr(board) == "<Board search: 5 trials by val_accuracy, best trial 02 (0.9431)>"

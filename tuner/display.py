@@ -1,17 +1,31 @@
-"""What the user watches while a search runs: trial headers, epoch lines and cache-build bars.
+"""What the user watches while a search runs, in three forms chosen by where the output goes.
 
-Rendering only: this module imports rich and never TensorFlow, and the engine calls it through the
-small `SearchDisplay` interface, so tests can pass a console that writes to a string.
+- A terminal gets a live view (`LiveDisplay`): overall progress with trials done and total,
+  elapsed time and ETA; the current trial's hyperparameters, phase, epoch, batch and running
+  metrics; the best trial so far; and a bar per cache build. Each finished trial leaves one line
+  above the view, so the scrollback keeps the history.
+- A notebook gets the same view, updated in place in one output (`NotebookDisplay`): the cell is
+  never cleared, so finished trials stay readable below it.
+- Anything else (a CI log, a pipe, a file) gets plain timestamped lines, one per epoch, one per
+  trial and one per cache build, never wrapped (`SearchDisplay`).
+
+`verbose=0` prints nothing but warnings (the caller prints the leaderboard); `verbose=2` adds
+Keras's own epoch output. Rendering only: this module imports rich and never TensorFlow, and the
+engine calls it through `SearchDisplay`'s methods, so tests can pass a console that writes to a
+string.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,9 +36,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from tuner.hp import format_values
+
+PHASE_NAMES = {1: "head", 2: "fine-tune"}
 
 
 class RateColumn(ProgressColumn):
@@ -36,51 +54,171 @@ class RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} img/s")
 
 
+def format_logs(logs: Mapping[str, Any]) -> str:
+    """An epoch's metrics on one line: "loss=0.4127  accuracy=0.8750  val_loss=...".
+
+    Only finite numbers are shown; Keras's bookkeeping entries (the learning rate) are left out.
+    """
+    return "  ".join(
+        f"{k}={v:.4f}"
+        for k, v in logs.items()
+        if k not in ("learning_rate", "lr")
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+    )
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds as "42s", "3m05s" or "1h02m"; "-" when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@dataclass
+class SearchState:
+    """What the views show, kept up to date by `SearchDisplay`'s methods."""
+
+    total: int | None = None  # trials the search will run; None for Hyperband (epoch-sized)
+    done: int = 0  # trials finished, this run and earlier ones of a resumed search
+    started: float | None = None  # time.monotonic() when this search began
+    trial_seconds: list[float] = field(default_factory=list)  # this run's finished trials
+    trial_id: str | None = None
+    number: int | None = None  # the current trial's position, counted over the whole project
+    values: dict[str, Any] = field(default_factory=dict)
+    trial_started: float = 0.0
+    phase: int | None = None
+    epoch: int | None = None  # the epoch running now, 1-based, counted across both phases
+    last: int | None = None  # the current phase's last epoch
+    steps: int | None = None  # batches per epoch, when known
+    step: int = 0  # batches done in this epoch
+    running: dict[str, float] = field(default_factory=dict)  # this epoch's metrics so far
+    last_logs: dict[str, float] = field(default_factory=dict)  # the previous epoch's logs
+    best_id: str | None = None
+    best_score: float | None = None
+    best_values: dict[str, Any] = field(default_factory=dict)
+
+    def eta(self, now: float) -> float | None:
+        """Seconds until the search ends, from this run's mean trial time; None when unknown."""
+        if self.total is None or not self.trial_seconds:
+            return None
+        mean = sum(self.trial_seconds) / len(self.trial_seconds)
+        left = max(0, self.total - self.done)
+        running = now - self.trial_started if self.trial_id is not None else 0.0
+        return max(0.0, left * mean - min(running, mean))
+
+
 class SearchDisplay:
-    """Prints the search as it goes.
+    """Prints the search as plain timestamped lines, one per epoch and one per trial.
+
+    This is the form for output that is not a terminal; `make_display` picks the live views for
+    terminals and notebooks. Every line is printed whole, never wrapped, so a log keeps one event
+    per line at any width.
 
     Args:
         console: where to print. Defaults to a console on stdout.
-        verbose: 0 prints nothing but errors, 1 a line per epoch, 2 also Keras's own output.
+        verbose: 0 prints nothing but warnings, 1 the search as it goes, 2 also Keras's own
+            epoch output.
+        objective: the metric that ranks trials (the best-so-far line).
+        direction: "max" or "min", which way `objective` improves.
     """
 
-    def __init__(self, *, console: Console | None = None, verbose: int = 1) -> None:
+    wants_batches = False  # whether `batch` should be called after every training batch
+
+    def __init__(
+        self,
+        *,
+        console: Console | None = None,
+        verbose: int = 1,
+        objective: str = "val_accuracy",
+        direction: str = "max",
+    ) -> None:
         self.console = console or Console()
         self.verbose = verbose
+        self.objective = objective
+        self.direction = direction
+        self.state = SearchState()
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------- events
+
+    def set_objective(self, objective: str, direction: str) -> None:
+        """The metric that ranks trials, for the best-so-far line."""
+        self.objective = objective
+        self.direction = direction
+
+    def search_begin(self, total: int | None, done: int = 0) -> None:
+        """The search starts: `total` trials (None when unknown), `done` of them already run."""
+        with self._lock:
+            self.state.total = total
+            self.state.done = done
+            self.state.started = time.monotonic()
+        self._started()
+
+    def search_end(self) -> None:
+        """The search is over (also after an error): the live view, if any, goes away."""
+        self.close()
+
+    def close(self) -> None:
+        """Stops any live view; lines already printed stay."""
 
     def message(self, text: str, *, style: str | None = None) -> None:
         """Prints one line, unless quiet."""
         if self.verbose:
-            self.console.print(text, style=style, highlight=False)
+            self._line(text, style=style)
 
     def warning(self, text: str) -> None:
         """Prints a warning, even when quiet."""
-        self.console.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
+        self._print(Text.assemble(("warning:", "yellow"), " ", text))
 
     def trial_begin(
         self, trial_id: str, number: int | None, total: int | None, values: Mapping[str, Any]
     ) -> None:
-        """Announces a trial and its hyperparameters."""
-        if not self.verbose:
-            return
-        count = f" ({number}/{total})" if number and total else f" (#{number})" if number else ""
-        self.console.rule(f"trial {trial_id}{count}", style="cyan")
-        self.console.print(format_values(values), highlight=False)
+        """A trial starts, with its hyperparameters."""
+        with self._lock:
+            state = self.state
+            state.trial_id, state.number, state.values = trial_id, number, dict(values)
+            state.trial_started = time.monotonic()
+            state.phase = state.epoch = state.last = state.steps = None
+            state.step, state.running, state.last_logs = 0, {}, {}
+            if total is not None:
+                state.total = total
+        self.refresh()
+
+    def epoch_begin(self, phase: int, epoch: int, last: int, steps: int | None) -> None:
+        """Epoch `epoch` of phase `phase` starts (1-based, counted across both phases; the phase
+        ends at `last`); `steps` batches make it, when known."""
+        with self._lock:
+            state = self.state
+            state.phase, state.epoch, state.last, state.steps = phase, epoch, last, steps
+            state.step, state.running = 0, {}
+        self.refresh()
+
+    def batch(self, step: int, logs: Mapping[str, Any]) -> None:
+        """A training batch ended: `step` batches of this epoch are done, with `logs` so far."""
+        with self._lock:
+            self.state.step = step
+            self.state.running = {
+                k: float(v) for k, v in logs.items() if isinstance(v, (int, float))
+            }
 
     def epoch(
         self, phase: int, epoch: int, last: int, logs: Mapping[str, float], seconds: float
     ) -> None:
-        """Prints one epoch's metrics and time."""
-        if not self.verbose:
-            return
-        shown = "  ".join(
-            f"{k}={v:.4f}" for k, v in logs.items() if isinstance(v, float) and math.isfinite(v)
-        )
-        label = "head" if phase == 1 else "fine-tune"
-        self.console.print(
-            f"  phase {phase} ({label}) epoch {epoch}/{last}  {shown}  [{seconds:.1f}s]",
-            highlight=False,
-        )
+        """An epoch ended, with its metrics and time."""
+        with self._lock:
+            self.state.last_logs = dict(logs)
+        if self.verbose:
+            self._epoch_line(phase, epoch, last, logs, seconds)
+        self.refresh()
 
     def trial_end(
         self,
@@ -90,27 +228,121 @@ class SearchDisplay:
         objective: str,
         reason: str | None = None,
     ) -> None:
-        """Prints how a trial ended: its best score, or why it failed."""
-        if not self.verbose:
-            return
-        if reason:
-            self.console.print(
-                f"  trial {trial_id} {status}: {reason}", style="red", highlight=False
-            )
-        elif score is not None:
-            self.console.print(
-                f"  trial {trial_id} {status}: best {objective}={score:.4f}",
-                style="green",
-                highlight=False,
-            )
+        """A trial ended: its best score, or why it failed."""
+        with self._lock:
+            state = self.state
+            now = time.monotonic()
+            seconds = now - state.trial_started if state.trial_id == trial_id else None
+            if seconds is not None:
+                state.trial_seconds.append(seconds)
+            state.done += 1
+            values = dict(state.values)
+            if score is not None and not reason and self._improves(score):
+                state.best_id, state.best_score, state.best_values = trial_id, score, values
+            state.trial_id = None
+        if self.verbose:
+            self._trial_line(trial_id, status, score, objective, reason, seconds, values)
+        self.refresh()
 
     @contextlib.contextmanager
     def build_progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A progress bar for a cache build; yields `update(n_done)`."""
+        """Progress of a cache build over `total` images; yields `update(n_done)`."""
         if not self.verbose:
             yield lambda n: None
             return
-        columns = [
+        started = time.monotonic()
+        done = [0]
+
+        def update(n: int) -> None:
+            done[0] = n
+
+        yield update
+        seconds = time.monotonic() - started
+        rate = f" ({done[0] / seconds:,.0f} img/s)" if seconds > 0 and done[0] else ""
+        self._line(f"{description}: {done[0]}/{total} images in {seconds:.1f}s{rate}")
+
+    def refresh(self) -> None:
+        """Redraws the live view, if any."""
+
+    # ---------------------------------------------------------------------------- lines
+
+    def _improves(self, score: float) -> bool:
+        best = self.state.best_score
+        if not math.isfinite(score):
+            return False
+        if best is None:
+            return True
+        return score > best if self.direction == "max" else score < best
+
+    def _started(self) -> None:
+        total = self.state.total
+        done = self.state.done
+        if self.verbose and (total is None or done < total):
+            count = f"{total} trials" if total is not None else "trials sized by Hyperband"
+            resumed = f", {done} already done" if done else ""
+            self._line(f"search: {count}{resumed}")
+
+    def _trial_label(self) -> str:
+        state = self.state
+        if state.number and state.total:
+            return f"trial {state.trial_id} ({state.number}/{state.total})"
+        return f"trial {state.trial_id}"
+
+    def _epoch_line(
+        self, phase: int, epoch: int, last: int, logs: Mapping[str, float], seconds: float
+    ) -> None:
+        self._line(
+            f"{self._trial_label()}  phase {phase} ({PHASE_NAMES.get(phase, phase)}) epoch "
+            f"{epoch}/{last}  {format_logs(logs)}  [{seconds:.1f}s]"
+        )
+
+    def _trial_line(
+        self,
+        trial_id: str,
+        status: str,
+        score: float | None,
+        objective: str,
+        reason: str | None,
+        seconds: float | None,
+        values: Mapping[str, Any],
+    ) -> None:
+        state = self.state
+        count = f" ({state.done}/{state.total})" if state.total else ""
+        took = f" in {format_duration(seconds)}" if seconds is not None else ""
+        if reason:
+            self._line(f"trial {trial_id}{count} {status}{took}: {reason}", style="red")
+            return
+        shown = f"{objective}={score:.4f}" if score is not None else f"{objective}=-"
+        best = "  (best so far)" if state.best_id == trial_id else ""
+        self._line(
+            f"trial {trial_id}{count} {status}{took}: {shown}{best}  {format_values(values)}",
+            style="green" if best else None,
+        )
+
+    def _line(self, text: str, *, style: str | None = None) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._print(Text(f"{stamp}  {text}", style=style or ""))
+
+    def _print(self, text: Text) -> None:
+        # soft_wrap: the line is written whole, never broken at the console's width.
+        self.console.print(text, soft_wrap=True, highlight=False)
+
+
+class LiveDisplay(SearchDisplay):
+    """The live view of a search in a terminal (see the module docstring).
+
+    Finished trials, messages and warnings print above the view as lines without timestamps; the
+    view itself is redrawn a few times a second and removed when the search ends, leaving the
+    lines (and the leaderboard the caller prints next).
+    """
+
+    wants_batches = True
+    refresh_per_second = 4
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._live: Any = None
+        self._builds = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -118,7 +350,233 @@ class SearchDisplay:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-        ]
-        with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task(description, total=total)
-            yield lambda n: progress.update(task, completed=n)
+            console=self.console,
+            auto_refresh=False,
+        )
+
+    def close(self) -> None:
+        """Removes the live view."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _start(self) -> None:
+        if self._live is None and self.verbose:
+            from rich.live import Live
+
+            self._live = Live(
+                get_renderable=self.view,
+                console=self.console,
+                refresh_per_second=self.refresh_per_second,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+
+    def _started(self) -> None:
+        self._start()
+
+    def refresh(self) -> None:
+        """Redraws the view now (it also redraws itself a few times a second)."""
+        if self._live is not None:
+            self._live.refresh()
+
+    @contextlib.contextmanager
+    def build_progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A bar for a cache build, in the view; yields `update(n_done)`."""
+        if not self.verbose:
+            yield lambda n: None
+            return
+        self._start()
+        task = self._builds.add_task(description, total=total)
+        started = time.monotonic()
+        done = [0]
+
+        def update(n: int) -> None:
+            done[0] = n
+            self._builds.update(task, completed=n)
+
+        try:
+            yield update
+        finally:
+            self._builds.remove_task(task)
+        seconds = time.monotonic() - started
+        rate = f" ({done[0] / seconds:,.0f} img/s)" if seconds > 0 and done[0] else ""
+        self._line(f"{description}: {done[0]}/{total} images in {seconds:.1f}s{rate}")
+
+    def _line(self, text: str, *, style: str | None = None) -> None:
+        self._print(Text(text, style=style or ""))
+
+    def _epoch_line(self, *args: Any) -> None:
+        pass  # the view shows the epoch; the trial's line sums it up
+
+    # ---------------------------------------------------------------------------- the view
+
+    def view(self) -> RenderableType:
+        """The view as it stands: progress, the best trial, the current trial, cache builds."""
+        with self._lock:
+            state = self.state
+            now = time.monotonic()
+            parts: list[RenderableType] = [self._progress_line(state, now)]
+            if state.best_id is not None:
+                parts.append(self._best_line(state))
+            if state.trial_id is not None:
+                parts.extend(self._trial_lines(state, now))
+        if self._builds.tasks:
+            parts.append(self._builds.get_renderable())
+        return Group(*parts)
+
+    def _progress_line(self, state: SearchState, now: float) -> RenderableType:
+        grid = Table.grid(padding=(0, 1))
+        elapsed = now - state.started if state.started is not None else None
+        if state.total:
+            grid.add_row(
+                Text("search", style="bold cyan"),
+                ProgressBar(total=state.total, completed=min(state.done, state.total), width=30),
+                Text(f"{state.done}/{state.total} trials"),
+                Text(f"elapsed {format_duration(elapsed)}"),
+                Text(f"eta {format_duration(state.eta(now))}"),
+            )
+        else:
+            grid.add_row(
+                Text("search", style="bold cyan"),
+                Text(f"{state.done} trials done"),
+                Text(f"elapsed {format_duration(elapsed)}"),
+            )
+        return grid
+
+    def _best_line(self, state: SearchState) -> RenderableType:
+        score = f"{state.best_score:.4f}" if state.best_score is not None else "-"
+        return Text.assemble(
+            ("best so far: ", "bold green"),
+            f"trial {state.best_id}  {self.objective}={score}  ",
+            (format_values(state.best_values), "dim"),
+        )
+
+    def _trial_lines(self, state: SearchState, now: float) -> list[RenderableType]:
+        header = Text.assemble(
+            (self._trial_label(), "bold"),
+            f"  {format_duration(now - state.trial_started)}  ",
+            (format_values(state.values), "dim"),
+        )
+        lines: list[RenderableType] = [header]
+        if state.phase is not None:
+            grid = Table.grid(padding=(0, 1))
+            phase = f"phase {state.phase} ({PHASE_NAMES.get(state.phase, state.phase)})"
+            epoch = f"epoch {state.epoch}/{state.last}" if state.epoch else ""
+            cells: list[RenderableType] = [Text(f"  {phase}"), Text(epoch)]
+            if state.steps:
+                cells.append(ProgressBar(total=state.steps, completed=state.step, width=20))
+                cells.append(Text(f"{state.step}/{state.steps}"))
+            cells.append(Text(format_logs(state.running)))
+            grid.add_row(*cells)
+            lines.append(grid)
+        if state.last_logs:
+            lines.append(Text(f"  last epoch: {format_logs(state.last_logs)}", style="dim"))
+        return lines
+
+
+class NotebookDisplay(LiveDisplay):
+    """The live view in a Jupyter notebook: one output updated in place, never cleared.
+
+    Args:
+        show: IPython's `display` (the default: imported when first needed); given a renderable
+            with `display_id=True`, it returns a handle whose `update` replaces that output.
+        min_interval: seconds between two redraws while batches run (epochs and trials redraw
+            at once).
+    """
+
+    def __init__(
+        self, *, show: Callable[..., Any] | None = None, min_interval: float = 0.5, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._show = show
+        self._handle: Any = None
+        self._drawn = 0.0
+        self.min_interval = min_interval
+
+    def _start(self) -> None:
+        if self._handle is None and self.verbose:
+            show = self._show
+            if show is None:
+                from IPython.display import display as show
+            self._handle = show(self._bundle(), display_id=True)
+            self._drawn = time.monotonic()
+
+    def close(self) -> None:
+        """Draws the view one last time and leaves it in the cell."""
+        if self._handle is not None:
+            self._handle.update(self._bundle())
+            self._handle = None
+
+    def refresh(self) -> None:
+        """Redraws the view."""
+        if self._handle is not None:
+            self._handle.update(self._bundle())
+            self._drawn = time.monotonic()
+
+    def batch(self, step: int, logs: Mapping[str, Any]) -> None:
+        """Records the batch; redraws at most every `min_interval` seconds."""
+        super().batch(step, logs)
+        if time.monotonic() - self._drawn >= self.min_interval:
+            self.refresh()
+
+    def _bundle(self) -> Any:
+        return RichOutput(self.view(), width=self.console.width)
+
+
+class RichOutput:
+    """A rich renderable as a notebook output: HTML for notebooks, text for plain front ends."""
+
+    def __init__(self, renderable: RenderableType, *, width: int = 100) -> None:
+        self.renderable = renderable
+        self.width = width
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        console = Console(record=True, width=self.width, force_jupyter=False, file=_Null())
+        console.print(self.renderable)
+        text = console.export_text(clear=False)  # export_html clears what was recorded
+        html = console.export_html(inline_styles=True, code_format=_HTML_FORMAT)
+        return {"text/plain": text, "text/html": html}
+
+    def __repr__(self) -> str:
+        return self._repr_mimebundle_()["text/plain"]
+
+
+# The same <pre> rich uses for its own notebook output.
+_HTML_FORMAT = (
+    '<pre style="white-space:pre;overflow-x:auto;line-height:normal;'
+    "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>"
+)
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def make_display(
+    console: Console | None = None,
+    *,
+    verbose: int = 1,
+    objective: str = "val_accuracy",
+    direction: str = "max",
+) -> SearchDisplay:
+    """The view for where `console` writes: live in a terminal or a notebook, plain lines
+    otherwise (a pipe, a file, a CI log)."""
+    console = console or Console()
+    kwargs: dict[str, Any] = {
+        "console": console,
+        "verbose": verbose,
+        "objective": objective,
+        "direction": direction,
+    }
+    if verbose and console.is_jupyter:
+        return NotebookDisplay(**kwargs)
+    if verbose and console.is_terminal and not console.is_dumb_terminal:
+        return LiveDisplay(**kwargs)
+    return SearchDisplay(**kwargs)

@@ -13,6 +13,8 @@ problem that every trial would hit, so it stops the search.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ from tuner.project import (
 )
 from tuner.reuse import TrainingModels
 from tuner.spaces import Space, validate_unfreeze
+from tuner.tblogs import LOGS_DIR, TrialLog, write_experiment
 from tuner.training import train_trial, trial_seed
 from tuner.trials import load_leaderboard
 
@@ -81,6 +84,7 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     """
     heap.limit_arenas()  # resident memory stays flat over many trials (tuner.heap)
     display = display or SearchDisplay(verbose=config.verbose)
+    display.set_objective(config.objective, config.direction)
     overhead = Overhead()
     sizes = image_sizes(config)  # resolved once; everything below reads these
     data = prepare_data(config, sizes[config.backbones[0]], display)
@@ -297,8 +301,14 @@ class TransferTuner(kt.Tuner):
         self.display.trial_begin(
             trial.trial_id, self.trial_number, total, trial.hyperparameters.values
         )
+        log = TrialLog(
+            config.project_dir / LOGS_DIR,
+            trial.trial_id,
+            trial.hyperparameters.values,
+            config.objective,
+        )
         try:
-            metrics = self._run(trial, summary)
+            metrics = self._run(trial, summary, log)
         except TrialError as error:
             summary.reason = str(error)
             raise kt.errors.FailedTrialError(summary.reason) from error
@@ -314,6 +324,7 @@ class TransferTuner(kt.Tuner):
             summary.reason = f"{type(error).__name__}: {first_line(error)}"
             raise kt.errors.FailedTrialError(summary.reason) from error
         finally:
+            log.close(summary.best, summary.best_epoch)
             summary.seconds = round(time.perf_counter() - started, 3)
             try:
                 summary.write(Path(self.get_trial_dir(trial.trial_id)))
@@ -328,7 +339,9 @@ class TransferTuner(kt.Tuner):
             )
         return metrics
 
-    def _run(self, trial: kt.engine.trial.Trial, summary: TrialSummary) -> dict[str, float]:
+    def _run(
+        self, trial: kt.engine.trial.Trial, summary: TrialSummary, log: TrialLog
+    ) -> dict[str, float]:
         config = self.config
         values = self.hypermodel.values(trial.hyperparameters)
         return train_trial(
@@ -350,6 +363,7 @@ class TransferTuner(kt.Tuner):
                 [Path(self.get_trial_dir(t)) for t in self.oracle.trials if t != trial.trial_id],
                 config,
             ),
+            epoch_log=log.epoch,
         )
 
     def load_model(self, trial: kt.engine.trial.Trial) -> keras.Model:
@@ -410,7 +424,22 @@ def run_search(
     deadline = None
     if config.time_budget is not None:
         deadline = (time.monotonic() if started is None else started) + config.time_budget
-    tuner = TransferTuner(make_oracle(config), bench, deadline=deadline)
+    # KerasTuner prints "Reloading Tuner from ..." on a resume: shown through the display.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        tuner = TransferTuner(make_oracle(config), bench, deadline=deadline)
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            bench.display.message(line.strip())
+    write_experiment(
+        config.project_dir / LOGS_DIR, tuner.oracle.get_space().space, config.objective
+    )
+    # KerasTuner's own printing (and its notebook display, which clears the cell) stays off: the
+    # display shows the search.
+    tuner.oracle.verbose = 0
+    done = sum(1 for t in tuner.oracle.trials.values() if t.status != "RUNNING")
+    total = None if config.oracle == "hyperband" else config.max_trials
+    bench.display.search_begin(total, done)
     try:
         tuner.search(verbose=0)
     except kt.errors.FatalError as error:
@@ -421,6 +450,8 @@ def run_search(
             f"The search stopped: {first_line(error)}. Finished trials are "
             "kept; fix the cause and rerun the same command to resume."
         ) from error
+    finally:
+        bench.display.search_end()
     if tuner.out_of_time:
         bench.display.message(
             f"time budget of {config.time_budget:g}s spent: no further trial started; rerun the "

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tuner import heap
-from tuner.config import CONFIG_FILE, config_from_json
+from tuner.config import CONFIG_FILE, SearchConfig, config_from_json
 from tuner.errors import ConfigError, TunerError, report
 from tuner.project import read_run
 
@@ -120,18 +120,35 @@ def run(args: argparse.Namespace) -> int:
             f"--quantize {quantize} applies to the TFLite model; add tflite to --format."
         )
     config = load_project_config(args.project_dir, args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tuner import runtime
+
+    runtime.start(debug=args.debug)
     from rich.console import Console
 
+    from tuner.display import make_display
+
+    console = Console()
+    display = make_display(console, verbose=config.verbose)
+    try:
+        return _export(args, config, formats, quantize, console, display)
+    finally:
+        display.close()
+
+
+def _export(
+    args: argparse.Namespace,
+    config: SearchConfig,
+    formats: tuple[str, ...],
+    quantize: str,
+    console: Any,
+    display: Any,
+) -> int:
     from tuner import artifact, engine
     from tuner.backbones import get_backbone
-    from tuner.display import SearchDisplay
     from tuner.oracles import make_oracle
     from tuner.spaces import load_space
 
     started = time.perf_counter()
-    console = Console()
-    display = SearchDisplay(console=console, verbose=config.verbose)
     family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
     space = load_space(family=family, path=config.space)
     bench = engine.prepare(config, space, display)

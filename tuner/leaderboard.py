@@ -2,19 +2,23 @@
 
 Reading and ranking the trials is `tuner.trials`'; this module shows them. Building the table
 (`build_table`) is separate from printing it (`render`), so callers can embed the table in their
-own layout, and tests can render it to a fixed-width console. It never imports TensorFlow.
+own layout, and tests can render it to a fixed-width console. `load` returns a `Board`, which
+renders itself in a notebook. It never imports TensorFlow.
 
-Run it as `python -m tuner.leaderboard PROJECT_DIR [--json]`.
+Run it as `python -m tuner.leaderboard PROJECT_DIR [PROJECT_DIR ...] [--csv | --json]`: several
+folders merge into one table, with a column naming each trial's project.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import os
 import re
 import sys
-import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -23,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tuner import hp
-from tuner.errors import TunerError
+from tuner.errors import TunerError, report
 from tuner.hp import format_value
 from tuner.project import integer
 from tuner.trials import (
@@ -34,16 +38,26 @@ from tuner.trials import (
     Leaderboard,
     Row,
     load_leaderboard,
+    merge,
+    read_csv,
+    rows_from_json,
+    to_csv,
     to_json,
 )
 
 __all__ = [
+    "Board",
     "Leaderboard",
     "Row",
     "build_table",
+    "load",
     "load_leaderboard",
     "main",
+    "read_csv",
     "render",
+    "rows_from_json",
+    "sparkline",
+    "to_csv",
     "to_json",
 ]
 
@@ -58,6 +72,59 @@ _HP_HEADERS = {
 }
 _PREFIX_ABBREVIATIONS = {"head": "head", "phase1": "head", "finetune": "ft", "phase2": "ft"}
 _LEAF_ABBREVIATIONS = {"learning_rate": "lr", "unfreeze_blocks": "unfreeze"}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class Board(Leaderboard):
+    """A leaderboard that shows itself: as the rich table when printed by rich, and as that table
+    in a notebook (HTML, with a text form for plain front ends).
+
+    `records()`, `to_csv()` and `to_json()` give it as data.
+    """
+
+    def __rich__(self) -> Table:
+        return build_table(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from tuner.display import RichOutput
+
+        return RichOutput(build_table(self), width=_natural_width(self))._repr_mimebundle_()
+
+    def to_csv(self) -> str:
+        """The records as CSV (`tuner.trials.to_csv`)."""
+        return to_csv(self)
+
+    def to_json(self) -> str:
+        """Every row as JSON (`tuner.trials.to_json`)."""
+        return to_json(self)
+
+    def __repr__(self) -> str:
+        best = next((row for row in self.rows if row.rank == 1), None)
+        shown = f", best trial {best.trial_id} ({_format_metric(best.score)})" if best else ""
+        return (
+            f"<Board {', '.join(self.projects) or '?'}: {len(self.rows)} trials by "
+            f"{self.objective}{shown}>"
+        )
+
+
+def load(*project_dirs: str | os.PathLike[str]) -> Board:
+    """The leaderboard of one project, or of several merged into one ranking.
+
+    Args:
+        *project_dirs: The folders searches wrote.
+
+    Raises:
+        TunerError: A folder holds no search, or the projects rank by different objectives.
+    """
+    if not project_dirs:
+        raise TunerError("no project folder given; pass the --project-dir of a search")
+    boards = [load_leaderboard(Path(directory)) for directory in project_dirs]
+    board = merge(boards)
+    return Board(**{f.name: getattr(board, f.name) for f in dataclasses.fields(board)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,10 +159,15 @@ def build_table(board: Leaderboard, *, title: str | None = None, width: int | No
         hidden.append(header)
 
     better = "higher" if board.direction == "max" else "lower"
+    caption = _caption(board, hidden=hidden)
+    # The caption wraps at the table's width; a table narrower than its caption (few trials, few
+    # columns) widens to it rather than break a line of facts, as far as `width` allows.
+    longest = max((len(line) for line in caption.plain.splitlines()), default=0)
     table = Table(
         title=title if title is not None else f"Trials by {board.objective} ({better} is better)",
-        caption=_caption(board, hidden=hidden),
+        caption=caption,
         caption_justify="left",
+        min_width=min(longest, width) if width is not None else longest,
         box=box.SIMPLE_HEAD,
         # Fifteen-odd columns must fit 100 characters: the box's blank separator is the only space
         # between columns, and there is none at the edges.
@@ -135,7 +207,7 @@ class _Column:
 
 # Columns left out first when the table does not fit: each says less about a trial than the ones
 # after it, and all of them are in the JSON output.
-_HIDE_ORDER = ("epochs", "ft time", "head time", "val acc head", "val acc fine-tune")
+_HIDE_ORDER = ("epochs", "ft time", "head time", "curve", "val acc head", "val acc fine-tune")
 
 
 def _columns(board: Leaderboard) -> list[_Column]:
@@ -143,8 +215,14 @@ def _columns(board: Leaderboard) -> list[_Column]:
     names = _hp_names(rows)
     headers = _hp_headers(names)
     missing = _MISSING
+    project = (
+        [_Column("project", [r.project or missing for r in rows], True, can_fold=True)]
+        if len(board.runs) > 1
+        else []
+    )
     return [
         _Column("#", [str(r.rank) if r.rank is not None else missing for r in rows], False),
+        *project,
         _Column("trial", [r.trial_id for r in rows], True),
         _Column("status", [r.status.lower() for r in rows], True),
         _Column(board.objective, [_format_metric(r.score) for r in rows], False),
@@ -171,6 +249,53 @@ def _columns(board: Leaderboard) -> list[_Column]:
         ),
         _Column("head time", [_format_seconds(r.seconds_head) for r in rows], False),
         _Column("ft time", [_format_seconds(r.seconds_finetune) for r in rows], False),
+        _Column("curve", _curves(rows), True),
+    ]
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+PHASE_MARK = "|"  # between a trial's last head epoch and its first fine-tuning epoch
+
+
+def sparkline(
+    head: tuple[float | None, ...],
+    finetune: tuple[float | None, ...] = (),
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> str:
+    """A learning curve in block characters, one per epoch, "|" where phase 2 starts.
+
+    Heights run from `low` to `high` (default: the curve's own range), so curves drawn with the
+    same bounds compare by height; a missing value is a space.
+    """
+    values = [v for v in (*head, *finetune) if v is not None]
+    if not values:
+        return ""
+    low = min(values) if low is None else low
+    high = max(values) if high is None else high
+
+    def char(value: float | None) -> str:
+        if value is None:
+            return " "
+        if high <= low:
+            return SPARK[len(SPARK) // 2]
+        share = (min(max(value, low), high) - low) / (high - low)
+        return SPARK[round(share * (len(SPARK) - 1))]
+
+    text = "".join(map(char, head))
+    if finetune:
+        text += (PHASE_MARK if head else "") + "".join(map(char, finetune))
+    return text
+
+
+def _curves(rows: tuple[Row, ...]) -> list[str]:
+    # One scale for the whole table: a taller curve is a better (or, for a loss, worse) trial.
+    values = [v for row in rows for v in row.curve if v is not None]
+    low, high = (min(values), max(values)) if values else (None, None)
+    return [
+        sparkline(row.curve_head, row.curve_finetune, low=low, high=high) or _MISSING
+        for row in rows
     ]
 
 
@@ -206,12 +331,36 @@ def _wrap_header(header: str, width: int) -> str:
 def render(board: Leaderboard, *, console: Console | None = None) -> None:
     """Prints the leaderboard table.
 
+    In a terminal the table fits the window, leaving out the least important columns when it
+    must. Anywhere else (a file, a pipe, a CI log) there is no window to fit: every column is
+    printed, at the table's own width, so no line is wrapped or cut.
+
     Args:
-        board: The leaderboard, from `load_leaderboard`.
+        board: The leaderboard, from `load_leaderboard` or `load`.
         console: Where to print. Defaults to a new `Console()` on standard output.
     """
     console = console or Console()
-    console.print(build_table(board, width=console.width))
+    if console.is_terminal or console.is_jupyter:
+        console.print(build_table(board, width=console.width))
+    else:
+        # Console.print caps `width` at the console's own, so a console as wide as the table
+        # prints it, to the same file.
+        wide = Console(
+            file=console.file,
+            width=max(console.width, _natural_width(board)),
+            color_system=console.color_system,
+            no_color=console.no_color,
+        )
+        wide.print(build_table(board))
+
+
+def _natural_width(board: Leaderboard) -> int:
+    # The width at which every column and caption line fits unbroken.
+    columns = _columns(board)
+    caption = _caption(board, hidden=[])
+    lines = [len(line) for line in caption.plain.splitlines()]
+    title_width = len(f"Trials by {board.objective} (higher is better)")
+    return max([_table_width(columns), title_width, *lines, 20])
 
 
 def _row_style(row: Row) -> str:
@@ -280,7 +429,54 @@ def _format_seconds(seconds: float | None) -> str:
 
 
 def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
-    run = board.run
+    if len(board.runs) > 1:
+        lines = [
+            Text(
+                f"{name}: "
+                + " · ".join(_run_facts(run, [r for r in board.rows if r.project == name]))
+            )
+            for name, run in board.runs.items()
+        ]
+    else:
+        lines = [Text(" · ".join(_run_facts(board.run, list(board.rows))))]
+    best = next((row for row in board.rows if row.rank == 1), None)
+    if best is not None:
+        where = f" of {best.project}" if len(board.runs) > 1 else ""
+        lines.append(
+            Text(
+                f"best: trial {best.trial_id}{where} ({board.objective} "
+                f"{_format_metric(best.score)})"
+            )
+        )
+    skipped = sum(1 for row in board.rows if row.finetune_skipped)
+    if skipped:
+        keeps = {integer(run.get("finetune_contenders")) for run in board.runs.values()}
+        keep = keeps.pop() if len(keeps) == 1 else None
+        lines.append(
+            Text(
+                f"phase 2 skipped in {skipped} trial{'s' if skipped > 1 else ''}: head-only score "
+                f"not among the {keep or 'N'} best so far (--finetune-contenders)"
+            )
+        )
+    if any(row.curve for row in board.rows):
+        lines.append(
+            Text(
+                f"curve: {board.objective} per epoch, one scale for the table; "
+                f"{PHASE_MARK} where fine-tuning starts"
+            )
+        )
+    if hidden:
+        lines.append(Text(f"not shown, for width: {', '.join(hidden)} (--json has every column)"))
+    # Rich tables cannot span a cell across columns, so reasons go below the table, where a full
+    # line is available, instead of into a column squeezed to a few characters.
+    for row in board.rows:
+        if row.reason and row.rank is None and row.status != COMPLETED:
+            where = f" ({row.project})" if len(board.runs) > 1 else ""
+            lines.append(Text(f"trial {row.trial_id}{where} {row.status.lower()}: {row.reason}"))
+    return Text("\n").join(lines)
+
+
+def _run_facts(run: dict[str, Any], rows: list[Row]) -> list[str]:
     facts = [_weights_fact(run.get("weights"))]
     if "augment" in run:
         views = integer(run.get("augment_views")) or 0
@@ -292,31 +488,8 @@ def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
     if isinstance(backbones, list) and backbones:
         size = run.get("image_size")
         facts.append(", ".join(map(str, backbones)) + (f" at {size}px" if size else ""))
-    facts.append(_counts(board.rows))
-
-    lines = [Text(" · ".join(facts))]
-    best = next((row for row in board.rows if row.rank == 1), None)
-    if best is not None:
-        lines.append(
-            Text(f"best: trial {best.trial_id} ({board.objective} {_format_metric(best.score)})")
-        )
-    skipped = sum(1 for row in board.rows if row.finetune_skipped)
-    if skipped:
-        keep = integer(run.get("finetune_contenders"))
-        lines.append(
-            Text(
-                f"phase 2 skipped in {skipped} trial{'s' if skipped > 1 else ''}: head-only score "
-                f"not among the {keep or 'N'} best so far (--finetune-contenders)"
-            )
-        )
-    if hidden:
-        lines.append(Text(f"not shown, for width: {', '.join(hidden)} (--json has every column)"))
-    # Rich tables cannot span a cell across columns, so reasons go below the table, where a full
-    # line is available, instead of into a column squeezed to a few characters.
-    for row in board.rows:
-        if row.reason and row.rank is None and row.status != COMPLETED:
-            lines.append(Text(f"trial {row.trial_id} {row.status.lower()}: {row.reason}"))
-    return Text("\n").join(lines)
+    facts.append(_counts(tuple(rows)))
+    return facts
 
 
 def _weights_fact(weights: Any) -> str:
@@ -349,11 +522,26 @@ def _counts(rows: tuple[Row, ...]) -> str:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tuner.leaderboard",
-        description="Show the trials of a search, best first.",
+        description="Show the trials of one search, or of several merged into one ranking, "
+        "best first.",
     )
-    parser.add_argument("project_dir", metavar="PROJECT_DIR", help="the folder the search wrote")
     parser.add_argument(
-        "--json", action="store_true", help="print the leaderboard as JSON instead of a table"
+        "project_dirs",
+        nargs="+",
+        metavar="PROJECT_DIR",
+        help="the folder a search wrote; several are merged into one table with a project column",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print every field of every trial as JSON instead of a table",
+    )
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print one CSV row per trial (hyperparameters, both phases' metrics, epochs, times, "
+        "status, learning curves) instead of a table",
     )
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback when something goes wrong"
@@ -362,14 +550,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line: shows the leaderboard of PROJECT_DIR.
+    """Runs the command line: shows the leaderboard of the PROJECT_DIRs.
 
     Args:
         argv: The arguments, without the program name. Defaults to `sys.argv[1:]`.
 
     Returns:
         The exit status: 0 on success, 2 on a usage error or a `TunerError` (reported as one line
-        on standard error; with `--debug`, as the full traceback).
+        on standard error; with `--debug`, after the full traceback).
     """
     parser = _build_parser()
     try:
@@ -379,15 +567,13 @@ def main(argv: list[str] | None = None) -> int:
         # keeps main() callable from tests and other code.
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
-        board = load_leaderboard(args.project_dir)
+        board = load(*args.project_dirs)
     except TunerError as error:
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report(error, debug=args.debug)
     if args.json:
-        print(to_json(board))
+        print(board.to_json())
+    elif args.csv:
+        sys.stdout.write(board.to_csv())
     else:
         render(board)
     return 0

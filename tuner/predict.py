@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner import runtime
 from tuner.errors import ConfigError, DataError, TunerError, report
 
 TOP_K = 3
@@ -34,8 +35,9 @@ class Predictor:
     """One exported model in any of its formats, taking uint8 (N, size, size, 3) pixels and
     returning (N, classes) probabilities."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, debug: bool = False) -> None:
         self.path = path
+        self.debug = debug  # TensorFlow's start-up lines shown (`tuner.runtime`)
         self.folder = path if path.is_dir() else path.parent
         self.metadata = _read_metadata(self.folder)
         if path.is_dir():
@@ -60,7 +62,7 @@ class Predictor:
         self.class_names = _read_labels(self.folder, self.n_outputs)
 
     def _load(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        runtime.start(debug=self.debug)
         if self.kind == "keras":
             import keras
 
@@ -240,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"No model at {args.model}: pass the path python -m tuner.export printed."
             )
         missing = [str(p) for p in args.images if not p.exists()]
-        predictor = Predictor(args.model)
+        predictor = Predictor(args.model, debug=args.debug)
         files = image_files([p for p in args.images if p.exists()])
         results = [{"file": m, "error": "no such file or folder"} for m in missing]
         results += predict_files(predictor, files)

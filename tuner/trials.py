@@ -9,7 +9,9 @@ look at a running search cost seconds. `tuner.leaderboard` shows what this modul
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -30,7 +32,16 @@ from tuner.project import (
     one_line,
 )
 
-__all__ = ["Leaderboard", "Row", "load_leaderboard", "to_json"]
+__all__ = [
+    "Leaderboard",
+    "Row",
+    "load_leaderboard",
+    "merge",
+    "read_csv",
+    "rows_from_json",
+    "to_csv",
+    "to_json",
+]
 
 # KerasTuner's trial statuses, and ours for a trial.json that cannot be read.
 COMPLETED = "COMPLETED"
@@ -61,6 +72,30 @@ class Row:
     tiebreak: float | None = None
     # Why phase 2 was skipped (`--finetune-contenders`); None when it ran or was never planned.
     finetune_skipped: str | None = None
+    # The project the trial belongs to (its folder's name); several when leaderboards are merged.
+    project: str | None = None
+    # Each phase's metrics at its best epoch (loss, accuracy, val_loss, val_accuracy).
+    metrics_head: dict[str, float] = field(default_factory=dict)
+    metrics_finetune: dict[str, float] = field(default_factory=dict)
+    epochs_head: int | None = None  # epochs run in phase 1; None without summary.json
+    epochs_finetune: int | None = None  # epochs run in phase 2 (0 when it did not run)
+    best_epoch: int | None = None  # the epoch the checkpoint holds, from 1 across both phases
+    # The objective after every epoch of each phase: the learning curve.
+    curve_head: tuple[float | None, ...] = ()
+    curve_finetune: tuple[float | None, ...] = ()
+
+    @property
+    def curve(self) -> tuple[float | None, ...]:
+        """The objective after every epoch, both phases on one axis."""
+        return self.curve_head + self.curve_finetune
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        """A row from `dataclasses.asdict` (the rows of `to_json`)."""
+        data = dict(data)
+        for name in ("curve_head", "curve_finetune"):
+            data[name] = tuple(data.get(name) or ())
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,19 @@ class Leaderboard:
     direction: str  # "max" or "min"
     rows: tuple[Row, ...]  # completed by score, then running, then failed and others
     run: dict[str, Any]  # the contents of run.json; empty when the file is missing
+    # Merged leaderboards (`merge`): each project's name and its run.json. One project: its own.
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def projects(self) -> tuple[str, ...]:
+        """The projects the rows come from, in the order they were given."""
+        return tuple(self.runs)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One flat dict per row, best first, every row with the same keys (`record_columns`):
+        what `to_csv` writes and `read_csv` reads back."""
+        columns = record_columns(self)
+        return [{name: _record_value(row, name) for name in columns} for row in self.rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,8 +175,12 @@ def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
             f"{root / RUN_FILE}: `direction` must be 'max' or 'min', but got {direction!r}"
         )
 
+    name = project_name(root)
     rows = [
-        _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective)
+        dataclasses.replace(
+            _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective),
+            project=name,
+        )
         for trial_id, state, error in states
     ]
     return Leaderboard(
@@ -136,6 +188,57 @@ def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
         direction=direction,
         rows=_rank(rows, direction, objective),
         run=run,
+        runs={name: run},
+    )
+
+
+def project_name(root: Path) -> str:
+    """How a project is named in the leaderboard: its folder's name."""
+    return root.name or root.resolve().name or str(root)
+
+
+def merge(boards: list[Leaderboard]) -> Leaderboard:
+    """One leaderboard of several projects' trials, ranked together (two backbones searched
+    apart, say); each row keeps its `project`.
+
+    Projects with the same folder name are told apart by a number ("runs", "runs-2").
+
+    Raises:
+        TunerError: the projects rank their trials by different objectives.
+    """
+    if len(boards) == 1:
+        return boards[0]
+    objectives = {board.objective for board in boards}
+    if len(objectives) > 1:
+        raise TunerError(
+            "the projects rank trials by different objectives "
+            f"({', '.join(sorted(objectives))}), so one ranking cannot hold them; compare "
+            "projects searched with the same --objective"
+        )
+    runs: dict[str, dict[str, Any]] = {}
+    rows: list[Row] = []
+    for board in boards:
+        renamed: dict[str | None, str] = {}
+        for name, run in board.runs.items() or {None: board.run}.items():
+            unique = name or "project"
+            suffix = 2
+            while unique in runs:
+                unique = f"{name or 'project'}-{suffix}"
+                suffix += 1
+            runs[unique] = run
+            renamed[name] = unique
+        rows += [
+            dataclasses.replace(row, rank=None, project=renamed.get(row.project, row.project))
+            for row in board.rows
+        ]
+    first = boards[0]
+    order = {name: index for index, name in enumerate(runs)}
+    return Leaderboard(
+        objective=first.objective,
+        direction=first.direction,
+        rows=_rank(rows, first.direction, first.objective, order),
+        run={},
+        runs=runs,
     )
 
 
@@ -208,6 +311,7 @@ def _make_row(
     summary = found or TrialSummary(trial_id)
     reason = failure_reason(summary.reason, state.get("message")) or summary_error
     tie = TIEBREAK.get(objective, ("", ""))[0]
+    head, finetune = summary.phase1, summary.phase2
     return Row(
         rank=None,
         trial_id=str(state.get("trial_id", trial_id)),
@@ -223,7 +327,25 @@ def _make_row(
         tuner_values=schedule(values),
         tiebreak=number(summary.best.get(tie)) if summary.best is not None and tie else None,
         finetune_skipped=summary.skipped,
+        metrics_head=dict(head.best) if head else {},
+        metrics_finetune=dict(finetune.best) if finetune else {},
+        epochs_head=(head.epochs if head else 0) if found else None,
+        epochs_finetune=(finetune.epochs if finetune else 0) if found else None,
+        best_epoch=summary.best_epoch,
+        curve_head=_curve(head, objective),
+        curve_finetune=_curve(finetune, objective),
     )
+
+
+def _curve(phase: Any, objective: str) -> tuple[float | None, ...]:
+    if phase is None:
+        return ()
+    return tuple(_finite_number(logs.get(objective)) for logs in phase.history)
+
+
+def _finite_number(value: Any) -> float | None:
+    value = number(value)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _empty_row(trial_id: str, status: str, reason: str | None) -> Row:
@@ -276,14 +398,18 @@ def _group(row: Row) -> int:
     return 4
 
 
-def _rank(rows: list[Row], direction: str, objective: str = "") -> tuple[Row, ...]:
+def _rank(
+    rows: list[Row], direction: str, objective: str = "", projects: dict[str, int] | None = None
+) -> tuple[Row, ...]:
     sign = -1.0 if direction == "max" else 1.0
     tie_sign = -1.0 if TIEBREAK.get(objective, ("", "min"))[1] == "max" else 1.0
+    projects = projects or {}
 
-    def key(row: Row) -> tuple[int, float, float, tuple[int, int, str]]:
+    def key(row: Row) -> tuple[int, float, float, int, tuple[int, int, str]]:
         score = sign * row.score if _is_ranked(row) else 0.0
         tie = tie_sign * row.tiebreak if _is_ranked(row) and row.tiebreak is not None else math.inf
-        return (_group(row), score, tie, _trial_id_key(row.trial_id))
+        project = projects.get(row.project or "", 0)
+        return (_group(row), score, tie, project, _trial_id_key(row.trial_id))
 
     # Ranked trials sort first, so a ranked trial's position is its rank.
     return tuple(
@@ -293,12 +419,13 @@ def _rank(rows: list[Row], direction: str, objective: str = "") -> tuple[Row, ..
 
 
 def to_json(board: Leaderboard) -> str:
-    """Returns the leaderboard as JSON: objective, direction, run.json and one object per row.
+    """Returns the leaderboard as JSON: objective, direction, each project's run.json and one
+    object per row (every field of `Row`; `rows_from_json` reads them back).
 
     Non-finite numbers (a NaN score) become `null` so that any JSON parser can read the output.
 
     Args:
-        board: The leaderboard, from `load_leaderboard`.
+        board: The leaderboard, from `load_leaderboard` or `merge`.
 
     Returns:
         The JSON text, indented by two spaces.
@@ -307,9 +434,15 @@ def to_json(board: Leaderboard) -> str:
         "objective": board.objective,
         "direction": board.direction,
         "run": board.run,
+        "runs": board.runs,
         "rows": [dataclasses.asdict(row) for row in board.rows],
     }
     return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def rows_from_json(text: str) -> list[Row]:
+    """The rows of `to_json`'s output."""
+    return [Row.from_dict(row) for row in json.loads(text)["rows"]]
 
 
 def _finite(value: Any) -> Any:
@@ -320,3 +453,102 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# Records and CSV
+
+_FIRST_COLUMNS = ("project", "rank", "trial_id", "status", "score")
+_LAST_COLUMNS = (
+    "epochs",
+    "epochs_head",
+    "epochs_finetune",
+    "best_epoch",
+    "seconds_head",
+    "seconds_finetune",
+    "finetune_skipped",
+    "reason",
+    "curve_head",
+    "curve_finetune",
+)
+
+
+def record_columns(board: Leaderboard) -> list[str]:
+    """The keys of every record: the row's identity and score; each hyperparameter by its name
+    ("head/units"), KerasTuner's schedule values ("tuner/epochs") after them; each metric of
+    each phase's best epoch ("val_accuracy_head", "val_accuracy_finetune"); epochs, times,
+    status notes and both learning curves."""
+    hps: dict[str, None] = {}
+    schedule_values: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    for row in board.rows:
+        hps.update(dict.fromkeys(row.hyperparameters))
+        schedule_values.update(dict.fromkeys(row.tuner_values))
+        metrics.update(dict.fromkeys(row.metrics_head))
+        metrics.update(dict.fromkeys(row.metrics_finetune))
+    return [
+        *_FIRST_COLUMNS,
+        *hps,
+        *schedule_values,
+        *(f"{name}_head" for name in metrics),
+        *(f"{name}_finetune" for name in metrics),
+        *_LAST_COLUMNS,
+    ]
+
+
+def _record_value(row: Row, column: str) -> Any:
+    if column in row.hyperparameters:
+        return _finite(row.hyperparameters[column])
+    if column in row.tuner_values:
+        return _finite(row.tuner_values[column])
+    if "/" in column:  # a hyperparameter this row does not have (a conditional one)
+        return None
+    if column in ("curve_head", "curve_finetune"):
+        return [_finite(value) for value in getattr(row, column)]
+    if column in _FIRST_COLUMNS or column in _LAST_COLUMNS:
+        return _finite(getattr(row, column))
+    for suffix, metrics in (("_head", row.metrics_head), ("_finetune", row.metrics_finetune)):
+        if column.endswith(suffix) and column[: -len(suffix)] in metrics:
+            return _finite(number(metrics[column[: -len(suffix)]]))
+    return None  # a metric this row's phase did not log
+
+
+def to_csv(board: Leaderboard) -> str:
+    """The leaderboard's records as CSV, one row per trial, with a header.
+
+    Numbers are written as JSON writes them (every digit Python keeps), a missing value as an
+    empty cell, a learning curve as a JSON list, and text as itself, quoted as JSON only when it
+    would otherwise read back as something else (a hyperparameter value "1", or an empty text):
+    `read_csv` gives back exactly `board.records()`.
+    """
+    columns = record_columns(board)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for record in board.records():
+        writer.writerow([_csv_cell(record[name]) for name in columns])
+    return out.getvalue()
+
+
+def read_csv(text: str) -> list[dict[str, Any]]:
+    """The records of `to_csv`'s output."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None) or []
+    return [dict(zip(header, map(_csv_value, cells), strict=True)) for cells in reader]
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return json.dumps(value) if _csv_value(value) != value else value
+    return json.dumps(value, allow_nan=False)
+
+
+def _csv_value(cell: str) -> Any:
+    if cell == "":
+        return None
+    try:
+        return json.loads(cell)
+    except ValueError:
+        return cell

@@ -1,0 +1,195 @@
+"""The Python API (`tuner.search.run`) and the TensorBoard logs, from one real search.
+
+The search runs once for the module: the tiny backbone, two trials that both fine-tune, three
+epochs each (two of phase 1, one of phase 2).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.images import make_folder
+
+SPACE = """
+[head.units]
+type = "fixed"
+value = 16
+
+[head.dropout]
+type = "choice"
+values = [0.0, 0.5]
+
+[head.learning_rate]
+type = "fixed"
+value = 0.01
+
+[finetune.unfreeze_blocks]
+type = "fixed"
+value = 1
+
+[finetune.learning_rate]
+type = "fixed"
+value = 0.001
+"""
+OPTIONS = {
+    "backbone": "tiny",
+    "weights": "none",
+    "image_size": 32,
+    "max_trials": 2,
+    "epochs_head": 2,
+    "epochs_finetune": 1,
+    "batch_size": 8,
+    "patience": 0,
+}
+
+
+def cli_flags(data: Path, space: Path, project: Path) -> list[str]:
+    flags = ["--data", str(data), "--space", str(space), "--project-dir", str(project)]
+    for name, value in OPTIONS.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory):
+    from tuner import search
+
+    root = tmp_path_factory.mktemp("api")
+    data = make_folder(root / "images")
+    space = root / "space.toml"
+    space.write_text(SPACE)
+    out = io.StringIO()
+    result = search.run(
+        data,
+        space=space,
+        project_dir=root / "project",
+        console=Console(file=out, width=100, color_system=None),
+        **OPTIONS,
+    )
+    return result, root, data, space, out.getvalue()
+
+
+def test_run_returns_the_leaderboard_the_command_line_prints(searched) -> None:
+    from tuner.leaderboard import Board, render
+
+    result, root, data, space, _ = searched
+    assert isinstance(result.leaderboard, Board)
+    assert [row.status for row in result.leaderboard.rows] == ["COMPLETED", "COMPLETED"]
+    assert result.best is result.leaderboard.rows[0] and result.export.is_file()
+    assert [r["trial_id"] for r in result.records()] == [
+        r.trial_id for r in result.leaderboard.rows
+    ]
+
+    # The command line on the same project: nothing is left to run, so it prints the leaderboard
+    # of the very same trials, and with --quiet nothing else.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner.search",
+            *cli_flags(data, space, root / "project"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = Console(file=io.StringIO(), width=80, color_system=None)  # a pipe, like the CLI's
+    render(result.leaderboard, console=console)
+    table = console.file.getvalue()
+    assert done.stdout == table
+    assert "curve" in table
+    # TensorFlow's start-up noise stays out of the command's output.
+    assert done.stderr == ""
+
+
+def test_the_search_showed_itself_as_plain_lines_on_a_non_terminal(searched) -> None:
+    *_, shown = searched
+    lines = shown.splitlines()
+    assert sum("phase 2 (fine-tune) epoch 3/3" in line for line in lines) == 2
+    assert sum(" done in " in line for line in lines) == 2
+    assert "Trials by" not in shown  # the API returns the leaderboard instead of printing it
+
+
+def test_run_refuses_an_unknown_option() -> None:
+    from tuner import search
+
+    with pytest.raises(TypeError, match="unknown options: max_trail"):
+        search.run("images", max_trail=3)
+
+
+def test_run_raises_a_tuner_error_for_bad_input(tmp_path: Path) -> None:
+    from tuner import search
+    from tuner.errors import TunerError
+
+    with pytest.raises(TunerError, match="Missing --data"):
+        search.run(project_dir=tmp_path)
+
+
+def events(folder: Path) -> list[tuple[str, int, object]]:
+    """(tag, step, value or plugin content) of every summary in `folder`'s event files."""
+    import tensorflow as tf
+
+    found = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                if plugin.plugin_name == "hparams":
+                    found.append((value.tag, event.step, plugin.content))
+                else:
+                    found.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+    return found
+
+
+def test_tensorboard_logs_hold_both_phases_on_one_axis_and_the_hparams(searched) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    result, *_ = searched
+    logs = result.project_dir / "logs"
+    experiment = [
+        plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+        for _, _, content in events(logs)
+    ]
+    assert experiment, "no HParams experiment under logs/"
+    names = {info.name for info in experiment[-1].hparam_infos}
+    assert names == {
+        "head/units",
+        "head/dropout",
+        "head/learning_rate",
+        "finetune/unfreeze_blocks",
+        "finetune/learning_rate",
+    }
+    metrics = {(m.name.group, m.name.tag) for m in experiment[-1].metric_infos}
+    assert ("", "best_val_accuracy") in metrics and ("validation", "epoch_accuracy") in metrics
+
+    for row in result.leaderboard.rows:
+        trial = logs / f"trial_{row.trial_id}"
+        train = events(trial / "train")
+        steps = sorted(step for tag, step, _ in train if tag == "epoch_loss")
+        assert steps == [1, 2, 3]  # phase 1's two epochs, then phase 2's, on one axis
+        phases = [v for tag, step, v in sorted(train, key=lambda e: e[1]) if tag == "epoch_phase"]
+        assert phases == [1.0, 1.0, 2.0]
+        val = events(trial / "validation")
+        accuracy = {step: v for tag, step, v in val if tag == "epoch_accuracy"}
+        assert sorted(accuracy) == [1, 2, 3]
+        assert accuracy == pytest.approx(dict(enumerate(row.curve, 1)))
+
+        root = events(trial)
+        best = [v for tag, _, v in root if tag == "best_val_accuracy"]
+        assert best == [pytest.approx(row.score)]
+        session = [
+            plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+            for tag, _, c in root
+            if isinstance(c, bytes)
+        ]
+        assert session and session[0].hparams["head/dropout"].number_value == pytest.approx(
+            row.hyperparameters["head/dropout"]
+        )
