@@ -438,6 +438,8 @@ class LiveDisplay(SearchDisplay):
                 Text(f"elapsed {format_duration(elapsed)}"),
                 Text(f"eta {format_duration(state.eta(now))}"),
             )
+        elif state.started is None:
+            grid.add_row(Text("preparing", style="bold cyan"), Text("data and backbone"))
         else:
             grid.add_row(
                 Text("search", style="bold cyan"),

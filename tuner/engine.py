@@ -301,13 +301,14 @@ class TransferTuner(kt.Tuner):
         self.display.trial_begin(
             trial.trial_id, self.trial_number, total, trial.hyperparameters.values
         )
-        log = TrialLog(
-            config.project_dir / LOGS_DIR,
-            trial.trial_id,
-            trial.hyperparameters.values,
-            config.objective,
-        )
+        log: TrialLog | None = None
         try:
+            log = TrialLog(
+                config.project_dir / LOGS_DIR,
+                trial.trial_id,
+                trial.hyperparameters.values,
+                config.objective,
+            )
             metrics = self._run(trial, summary, log)
         except TrialError as error:
             summary.reason = str(error)
@@ -324,7 +325,8 @@ class TransferTuner(kt.Tuner):
             summary.reason = f"{type(error).__name__}: {first_line(error)}"
             raise kt.errors.FailedTrialError(summary.reason) from error
         finally:
-            log.close(summary.best, summary.best_epoch)
+            if log is not None:
+                log.close(summary.best, summary.best_epoch)
             summary.seconds = round(time.perf_counter() - started, 3)
             try:
                 summary.write(Path(self.get_trial_dir(trial.trial_id)))

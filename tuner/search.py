@@ -1,9 +1,11 @@
-"""The command line: `python -m tuner.search --backbone xception --data ./my_images`.
+"""The command line, `python -m tuner.search --backbone xception --data ./my_images`, and the same
+search from Python, `tuner.search.run("./my_images", backbone="xception")`.
 
 Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
 `--help` and usage errors answer at once, and a bad command line creates no files), then hands it
-to `tuner.engine` (prepare, search, export) and prints the leaderboard. A `TunerError` becomes one
-line on stderr and exit code 2; `--debug` shows the traceback. This module is the CLI only.
+to `execute` (prepare, search, export), which returns the leaderboard: the command line prints
+it, `run` returns it. A `TunerError` becomes one line on stderr and exit code 2 on the command
+line (`--debug` shows the traceback), and is raised from `run`.
 """
 
 from __future__ import annotations
@@ -187,8 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="augmented views cached per image with --augment (default: 4)",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the leaderboard")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print only the final leaderboard, and errors"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks, and TensorFlow's start-up messages",
+    )
     return parser
 
 

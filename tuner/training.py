@@ -187,8 +187,9 @@ class Recorder(keras.callbacks.Callback):
 class BatchProgress(keras.callbacks.Callback):
     """Passes every training batch's running logs to `on_batch(batches done, logs)`.
 
-    Marked safe for Keras's asynchronous dispatch: the logs are read on Keras's callback thread,
-    so the training loop never waits for them.
+    Keras has already turned the logs into Python numbers by then (docs/design.md §6), so this
+    adds one Python call per step. Marked safe for asynchronous dispatch, which thread-safe
+    backends use.
     """
 
     async_safe = True
