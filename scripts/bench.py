@@ -45,6 +45,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -413,9 +414,22 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     )
     say(f"step bounds: full vs cached train step on one batch, phase 1 and cuts k={ks}")
     bounds = step_bounds(settings, projects["cached"] / "init" / init_name, cached.n_classes, ks)
+    say("model.predict throughput of the backbone, for the cache builds to be measured against")
+    predict = predict_throughput(settings, projects["cached"] / "init" / init_name)
+    built = (
+        (cached.train_images + cached.val_images) if settings.get("augment") is not True else None
+    )
     return {
         "settings": settings,
         "bounds": bounds,
+        "build_vs_predict": {
+            "predict_images_per_s": predict,
+            "build_images": built,
+            "build_s": cached.cache_build_s,
+            "build_images_per_s": built / cached.cache_build_s
+            if built and cached.cache_build_s
+            else None,
+        },
         "checks": {
             "same_init": same_init,
             "same_trials": same_trials,
@@ -436,6 +450,29 @@ def _step_seconds(model: Any, x: Any, y: Any, repeats: int = 5) -> float:
         model.train_on_batch(x, y)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def predict_throughput(settings: dict[str, Any], init_file: Path, images: int = 256) -> float:
+    """Images per second of `model.predict` on the whole frozen backbone (raw pixels in, pooled
+    features out, the backbone's preprocessing inside) at the cache builds' batch size, after a
+    warm-up: what the builds, which also write every entry, are measured against."""
+    import keras
+    import numpy as np
+
+    from tuner.activations import build_batch, with_preprocessing
+    from tuner.backbones import build_backbone, get_backbone
+
+    spec = get_backbone(settings["backbone"])
+    size = settings["image_size"]
+    keras.backend.clear_session()
+    model = with_preprocessing(build_backbone(spec, size, str(init_file)), spec, size)
+    batch = build_batch(SimpleNamespace(batch_size=settings["batch_size"]))
+    x = np.random.default_rng(settings["seed"]).uniform(0, 255, (images, size, size, 3))
+    x = x.astype("float32")
+    model.predict(x[:batch], batch_size=batch, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=batch, verbose=0)
+    return images / (time.perf_counter() - start)
 
 
 def step_bounds(
@@ -879,6 +916,15 @@ def notes(result: dict[str, Any], numbers: dict[str, Any]) -> list[str]:
         out.append(
             f"per-trial best val_accuracy, cached vs no-cache: largest gap {100 * gap:.1f} pt"
         )
+    build = result.get("build_vs_predict") or {}
+    if build.get("build_images_per_s") and build.get("predict_images_per_s"):
+        out.append(
+            f"cache builds: {build['build_images']} images (train + val) in "
+            f"{build['build_s']:.1f}s, {build['build_images_per_s']:.1f} img/s for every entry "
+            f"(one pass of the backbone, the derived cuts, the writes), against model.predict "
+            f"of the backbone at {build['predict_images_per_s']:.1f} img/s: "
+            f"{100 * build['build_images_per_s'] / build['predict_images_per_s']:.0f} %"
+        )
     chance = numbers["chance_accuracy"]
     bests = [numbers[k]["best_val_accuracy"] for k in ("cached", "nocache")]
     if all(b is not None and b <= chance + 0.05 for b in bests):
@@ -902,6 +948,7 @@ def jsonable(result: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
         "checks": result["checks"],
         "numbers": numbers,
         "bounds": result.get("bounds", []),
+        "build_vs_predict": result.get("build_vs_predict"),
         "runs": runs,
     }
 
