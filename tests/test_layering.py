@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {
         "backbones",
         "cache_io",
+        "cluster",
         "config",
         "cuts",
         "data",
@@ -42,6 +43,7 @@ LAYERS: list[set[str]] = [
 # Modules whose import must stay light: `--help`, the leaderboard and the renderers answer at once.
 LIGHT = {
     "errors",
+    "cluster",
     "export",
     "predict",
     "config",

@@ -72,6 +72,13 @@ class SearchConfig:
     time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
+    # A search over several processes (`tuner.cluster`): this one serves the oracle ("chief") at
+    # `oracle_address`, or runs trials for the chief there ("worker", named `worker_id`).
+    role: str = "single"
+    oracle_address: str | None = None  # "HOST:PORT"
+    worker_id: str | None = None
+    worker_timeout: float = 600.0  # seconds of silence before a worker's trial is taken from it
+    strategy: str | None = None  # "mirrored": tf.distribute.MirroredStrategy inside each trial
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,10 +121,19 @@ class SearchConfig:
                 self.time_budget,
             ),
         ]
+        checks.append(
+            (
+                self.worker_timeout > 0,
+                "worker_timeout",
+                "must be > 0 (seconds)",
+                self.worker_timeout,
+            )
+        )
         for ok, name, rule, value in checks:
             if not ok:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"`{flag}` {rule}. Received: {name}={value!r}")
+        self._check_cluster()
         if self.cache_dtype not in ("float16", "float32"):
             raise ConfigError(
                 f"Expected cache_dtype 'float16' or 'float32'. Received: {self.cache_dtype!r}"
@@ -136,6 +152,25 @@ class SearchConfig:
             raise ConfigError(
                 f"Unknown objective. Expected one of {', '.join(OBJECTIVES)} (the metrics every "
                 f"trial logs). Received: objective={self.objective!r}"
+            )
+
+    def _check_cluster(self) -> None:
+        if self.role not in ("single", "chief", "worker"):
+            raise ConfigError(f"Unknown role {self.role!r}: single, chief or worker.")
+        if self.role != "single" and not self.oracle_address:
+            raise ConfigError(f"A {self.role} needs the chief's address: --{self.role} HOST:PORT.")
+        if self.role == "worker" and not self.worker_id:
+            raise ConfigError("--worker needs --worker-id NAME, a name unique to this worker.")
+        if self.role != "worker" and self.worker_id:
+            raise ConfigError("--worker-id names a worker: pass it with --worker HOST:PORT.")
+        if self.role == "worker" and self.overwrite:
+            raise ConfigError(
+                "Only the chief may start the search over: drop --overwrite from the worker "
+                "(the trials folder is shared, and peers are running in it)."
+            )
+        if self.strategy not in (None, "mirrored"):
+            raise ConfigError(
+                f"Unknown --strategy. Expected mirrored. Received: strategy={self.strategy!r}"
             )
 
     @property

@@ -155,13 +155,14 @@ class SearchDisplay:
         self.objective = objective
         self.direction = direction
 
-    def search_begin(self, total: int | None, done: int = 0) -> None:
-        """The search starts: `total` trials (None when unknown), `done` of them already run."""
+    def search_begin(self, total: int | None, done: int = 0, *, note: str | None = None) -> None:
+        """The search starts: `total` trials (None when unknown), `done` of them already run;
+        `note` replaces the line that says so."""
         with self._lock:
             self.state.total = total
             self.state.done = done
             self.state.started = time.monotonic()
-        self._started()
+        self._started(note)
 
     def search_end(self) -> None:
         """The search is over (also after an error): the live view, if any, goes away."""
@@ -274,10 +275,13 @@ class SearchDisplay:
             return True
         return score > best if self.direction == "max" else score < best
 
-    def _started(self) -> None:
+    def _started(self, note: str | None = None) -> None:
         total = self.state.total
         done = self.state.done
-        if self.verbose and (total is None or done < total):
+        if note is not None:
+            if self.verbose:
+                self._line(note)
+        elif self.verbose and (total is None or done < total):
             count = f"{total} trials" if total is not None else "trials sized by Hyperband"
             resumed = f", {done} already done" if done else ""
             self._line(f"search: {count}{resumed}")
@@ -374,8 +378,10 @@ class LiveDisplay(SearchDisplay):
             )
             self._live.start()
 
-    def _started(self) -> None:
+    def _started(self, note: str | None = None) -> None:
         self._start()
+        if note is not None and self.verbose:
+            self._line(note)
 
     def refresh(self) -> None:
         """Redraws the view now (it also redraws itself a few times a second)."""

@@ -227,6 +227,16 @@ class TransferTuner(kt.Tuner):
             overwrite=bench.config.overwrite,
             **kwargs,
         )
+        self.chief_stats: Any = None
+        if bench.config.role == "worker":
+            from tuner import cluster
+
+            # KerasTuner has swapped the oracle for its gRPC client (docs/design.md §7).
+            self.oracle = cluster.WorkerOracle(
+                self.oracle,
+                str(bench.config.worker_id),
+                heartbeat=max(1.0, bench.config.worker_timeout / 4),
+            )
 
     # KerasTuner would build the whole model (several times for conditional spaces) just to learn
     # the space; ours is declared from data, so building is skipped (docs/design.md §3).
@@ -251,13 +261,31 @@ class TransferTuner(kt.Tuner):
         """KerasTuner's search, stopped before a new trial once the time budget is spent.
 
         The check runs before the oracle creates a trial, so no trial is left RUNNING and a rerun
-        resumes the search where it stopped.
+        resumes the search where it stopped. The chief of a distributed search serves its oracle
+        instead (`tuner.cluster.serve`), until every trial has ended.
         """
+        if self.config.role == "chief":
+            from tuner import cluster
+
+            host, _, port = str(self.config.oracle_address).rpartition(":")
+            self.save()
+            self.chief_stats = cluster.serve(
+                self.oracle,
+                host,
+                int(port),
+                worker_timeout=self.config.worker_timeout,
+                say=self.display.message,
+            )
+            return
         try:
             super().search(*args, **kwargs)
         except _OutOfTime:
             self.out_of_time = True
             self.on_search_end()
+        finally:
+            close = getattr(self.oracle, "close", None)
+            if callable(close):  # a worker's heartbeat
+                close()
 
     def checkpoint_path(self, trial_id: str) -> Path:
         """Where a trial's checkpoint is."""
@@ -361,8 +389,13 @@ class TransferTuner(kt.Tuner):
             overhead=self.overhead,
             models=self.models,
             build_model=self.hypermodel.build_for,
+            # The trials on disk, not the oracle's: a worker's oracle is a client without them.
             contender=contender(
-                [Path(self.get_trial_dir(t)) for t in self.oracle.trials if t != trial.trial_id],
+                [
+                    path
+                    for path in sorted(config.trials_dir.glob("trial_*"))
+                    if path.name != f"trial_{trial.trial_id}"
+                ],
                 config,
             ),
             epoch_log=log.epoch,
@@ -413,16 +446,55 @@ def run_search(
         image_sizes=bench.features.image_sizes,
         weights={name: bench.features.weights(name).origin for name in config.backbones},
     )
-    if not config.overwrite and any(config.trials_dir.glob("trial_*")):
-        previous = read_run(config.project_dir)
-        changes = changed_settings(previous or {}, settings)
+    from tuner import cluster
+
+    if config.role == "worker":
+        # The chief owns run.json; a worker must search exactly what the chief serves.
+        chief = cluster.wait_for_chief(
+            config.project_dir, config.worker_timeout, bench.display.message
+        )
+        changes = changed_settings(chief, settings)
         if changes:
             raise ConfigError(
-                f"{config.project_dir} holds a search with other settings: {'; '.join(changes)}. "
-                "Pass --overwrite to start over, or --project-dir DIR to keep both searches."
+                f"This worker's settings differ from the chief's: {'; '.join(changes)}. Start "
+                "the worker with the chief's flags (--chief HOST:PORT becomes --worker HOST:PORT "
+                "--worker-id NAME)."
             )
-    atomic_write_text(config.project_dir / RUN_FILE, json.dumps(settings, indent=2))
-    atomic_write_text(config.project_dir / CONFIG_FILE, config_to_json(config))
+    else:
+        if config.role == "chief" and config.overwrite:
+            running = cluster.live_workers(config.project_dir)
+            if running:
+                raise ConfigError(
+                    f"Workers are running on {config.project_dir} ({', '.join(running)}): "
+                    "--overwrite would delete the trials under them. Stop them first, or pass "
+                    "--project-dir DIR for a new search."
+                )
+        if not config.overwrite and any(config.trials_dir.glob("trial_*")):
+            previous = read_run(config.project_dir)
+            changes = changed_settings(previous or {}, settings)
+            if changes:
+                raise ConfigError(
+                    f"{config.project_dir} holds a search with other settings: "
+                    f"{'; '.join(changes)}. Pass --overwrite to start over, or --project-dir "
+                    "DIR to keep both searches."
+                )
+        atomic_write_text(config.project_dir / RUN_FILE, json.dumps(settings, indent=2))
+        atomic_write_text(config.project_dir / CONFIG_FILE, config_to_json(config))
+    if config.role == "single":
+        cluster.clear_environment()
+    else:
+        cluster.check_locks(config.project_dir)
+        host, _, port = str(config.oracle_address).rpartition(":")
+        cluster.set_environment(config.role, host, int(port), config.worker_id)
+    with (
+        cluster.worker_presence(config.project_dir, str(config.worker_id))
+        if config.role == "worker"
+        else contextlib.nullcontext()
+    ):
+        return _search(bench, config, started)
+
+
+def _search(bench: Workbench, config: SearchConfig, started: float | None) -> TransferTuner:
     deadline = None
     if config.time_budget is not None:
         deadline = (time.monotonic() if started is None else started) + config.time_budget
@@ -433,15 +505,24 @@ def run_search(
     for line in printed.getvalue().splitlines():
         if line.strip():
             bench.display.message(line.strip())
-    write_experiment(
-        config.project_dir / LOGS_DIR, tuner.oracle.get_space().space, config.objective
-    )
-    # KerasTuner's own printing (and its notebook display, which clears the cell) stays off: the
-    # display shows the search.
-    tuner.oracle.verbose = 0
-    done = sum(1 for t in tuner.oracle.trials.values() if t.status != "RUNNING")
-    total = None if config.oracle == "hyperband" else config.max_trials
-    bench.display.search_begin(total, done)
+    if config.role != "worker":
+        write_experiment(
+            config.project_dir / LOGS_DIR, tuner.oracle.get_space().space, config.objective
+        )
+        # KerasTuner's own printing (and its notebook display, which clears the cell) stays off:
+        # the display shows the search.
+        tuner.oracle.verbose = 0
+    note = None
+    if config.role == "chief":
+        total, done = None, 0
+        note = f"chief: waiting for workers to run {config.max_trials} trials"
+    elif config.role == "worker":
+        total, done = None, 0  # the chief shares the trials out
+        note = f"worker {config.worker_id}: running trials for the chief at {config.oracle_address}"
+    else:
+        done = sum(1 for t in tuner.oracle.trials.values() if t.status != "RUNNING")
+        total = None if config.oracle == "hyperband" else config.max_trials
+    bench.display.search_begin(total, done, note=note)
     try:
         tuner.search(verbose=0)
     except kt.errors.FatalError as error:

@@ -84,6 +84,11 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
         "time_budget": None,
         "verbose": 0 if args.quiet else 1,
         "export_dir": args.out or project_dir / "export",
+        # A distributed search's chief wrote config.json; exporting is one process.
+        "role": "single",
+        "oracle_address": None,
+        "worker_id": None,
+        "strategy": None,
     }
     if config.cache_dir is not None and not config.cache_dir.exists():
         changes["cache_dir"] = None

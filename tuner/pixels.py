@@ -10,6 +10,7 @@ and a rerun decodes nothing. With the store, pixels stay on disk and are read a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -84,6 +85,27 @@ class PixelStore:
         skipped = [Skipped(path, reason) for path, reason in info["skipped"]]
         return images.subset(keep), DiskArray.of_npy(pixels.path), skipped
 
+    @contextlib.contextmanager
+    def claim(self, images: ImageSet, size: int, *, waiting: Any) -> Iterator[None]:
+        """Holds the right to decode `images` at `size` for this process: in a distributed search
+        (`tuner.cluster`) the others wait here, then find the stored pixels instead of decoding
+        them again. `waiting()` is called once when another process holds it."""
+        import fcntl
+        import hashlib
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(json.dumps(self.key(images, size)).encode()).hexdigest()[:16]
+        fd = os.open(self.root / f"pixels-{size}-{digest}.claim", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def save(self, images: ImageSet, size: int, result: Decoded) -> Decoded:
         """Stores `result`, the decoding of `images` at `size`; returns it read from the store."""
         kept, pixels, skipped = result
@@ -123,9 +145,14 @@ class Decoder:
     decoded, and `settled` gives the stored copy.
     """
 
-    def __init__(self, store: PixelStore | None, display: SearchDisplay) -> None:
+    def __init__(
+        self, store: PixelStore | None, display: SearchDisplay, *, shared: bool = False
+    ) -> None:
         self.store = store
         self.display = display
+        # Several processes share the store (a distributed search): one decodes, the others wait.
+        self.shared = shared
+        self._claims = contextlib.ExitStack()
         self._unsaved: list[tuple[ImageSet, int, Decoded, RowWriter]] = []
         self._stored: dict[int, Decoded] = {}  # by id() of the decoded pixels
         self._committed = False
@@ -135,6 +162,20 @@ class Decoder:
         found = self.store.load(images, size) if self.store is not None else None
         if found is not None:
             return found
+        if self.store is not None and self.shared:
+            # Held until `commit` stored the pixels, or `discard`.
+            self._claims.enter_context(
+                self.store.claim(
+                    images,
+                    size,
+                    waiting=lambda: self.display.message(
+                        f"waiting for another process decoding {len(images)} images at {size}px"
+                    ),
+                )
+            )
+            found = self.store.load(images, size)
+            if found is not None:
+                return found
         writer = None
         if self.store is not None:
             fd, name = tempfile.mkstemp(prefix=f"tuner-pixels-{size}-", suffix=".tmp")
@@ -169,12 +210,14 @@ class Decoder:
             finally:
                 writer.remove()
         self._unsaved.clear()
+        self._claims.close()
 
     def discard(self) -> None:
         """Removes the temporary files of what was decoded but not stored."""
         for *_, writer in self._unsaved:
             writer.remove()
         self._unsaved.clear()
+        self._claims.close()
 
 
 class SearchData:
@@ -246,7 +289,7 @@ def prepare_data(config: SearchConfig, size: int, display: SearchDisplay) -> Sea
         if config.cache
         else None
     )
-    decoder = Decoder(store, display)
+    decoder = Decoder(store, display, shared=config.role != "single")
     try:
         return _prepare(config, size, display, decoder)
     finally:

@@ -189,6 +189,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="augmented views cached per image with --augment (default: 4)",
     )
+    cluster = parser.add_argument_group(
+        "several machines (KerasTuner's chief and workers; all share --project-dir)"
+    )
+    cluster.add_argument(
+        "--chief",
+        metavar="HOST:PORT",
+        help="serve the search's oracle on HOST:PORT (that address only, no authentication: a "
+        "trusted network or a tunnel) to workers; runs no trial itself, and exports the best "
+        "model once every trial has ended",
+    )
+    cluster.add_argument(
+        "--worker",
+        metavar="HOST:PORT",
+        help="run trials for the chief at HOST:PORT, with the chief's command's other flags",
+    )
+    cluster.add_argument("--worker-id", metavar="NAME", help="this worker's name, unique")
+    cluster.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="the chief takes a trial back from a worker silent this long (default: 600)",
+    )
+    cluster.add_argument(
+        "--strategy",
+        choices=["mirrored"],
+        help="train each trial on all local GPUs with tf.distribute.MirroredStrategy",
+    )
     parser.add_argument(
         "--quiet", action="store_true", help="print only the final leaderboard, and errors"
     )
@@ -264,6 +292,18 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
                 f"--image-size must be at least {spec.min_size} for {name}. Received: "
                 f"image_size={size}"
             )
+    role, address = "single", None
+    if args.chief and args.worker:
+        raise ConfigError("A process is the chief or a worker, not both: drop --chief or --worker.")
+    if args.chief or args.worker:
+        from tuner.cluster import check_worker_id, parse_address
+
+        role = "chief" if args.chief else "worker"
+        flag = f"--{role}"
+        host, port = parse_address(args.chief or args.worker, flag)
+        address = f"{host}:{port}"
+        if args.worker_id is not None:
+            args.worker_id = check_worker_id(args.worker_id)
     project_dir = args.project_dir or (
         Path("runs") / "demo" if args.demo else default_project_dir(backbones)
     )
@@ -286,6 +326,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         time_budget=args.time_budget,
         demo=args.demo,
         verbose=0 if args.quiet else 1,
+        role=role,
+        oracle_address=address,
+        worker_id=args.worker_id,
+        worker_timeout=args.worker_timeout,
+        strategy=args.strategy,
         **settings,
     )
 
@@ -321,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         console = Console()
         result = execute(config, space, console=console, debug=args.debug)
+        if config.role == "worker":
+            return 0  # the chief prints the leaderboard and exports, once every trial ended
         render(result.leaderboard, console=console)
         if result.export is None:
             raise TunerError(
@@ -426,6 +473,23 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
     return execute(config, load_space(config), console=console, debug=args.debug)
 
 
+def strategy_scope(config: SearchConfig, display: Any) -> Any:
+    """`--strategy mirrored`: the scope every model of the search is built in, so each trial
+    trains on all local GPUs (`tf.distribute.MirroredStrategy`); else a no-op."""
+    import contextlib
+
+    if config.strategy != "mirrored":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy()
+    devices = ", ".join(strategy.extended.worker_devices)
+    display.message(
+        f"strategy: MirroredStrategy over {strategy.num_replicas_in_sync} device(s): {devices}"
+    )
+    return strategy.scope()
+
+
 _PATH_OPTIONS = {"val_data", "space", "project_dir", "export", "cache_dir"}
 
 
@@ -451,6 +515,17 @@ def execute(
     display = make_display(
         console, verbose=config.verbose, objective=config.objective, direction=config.direction
     )
+    if config.role == "chief":
+        from tuner.cluster import check_port
+
+        host, _, port = str(config.oracle_address).rpartition(":")
+        check_port(host, int(port))
+        console.print(
+            f"chief: serving the oracle on {config.oracle_address} (this address only) for "
+            "workers. It has no authentication: keep the port on a trusted network or a tunnel.",
+            soft_wrap=True,
+            highlight=False,
+        )
     if config.demo:
         from tuner.demo import demo_dataset
 
@@ -470,11 +545,21 @@ def execute(
     from tuner.leaderboard import load
 
     try:
-        bench = engine.prepare(config, space, display)
-        tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
+        with strategy_scope(config, display):
+            bench = engine.prepare(config, space, display)
+            tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
     finally:
         display.close()
 
+    if config.role == "worker":
+        # The chief may be gone once the last trial ended: ask it nothing more. It exports.
+        display.message(f"worker {config.worker_id}: no trial left; the chief exports")
+        return SearchResult(
+            leaderboard=load(config.project_dir),
+            project_dir=config.project_dir,
+            export=None,
+            seconds=time.perf_counter() - started,
+        )
     if tuner.out_of_time and not tuner.oracle.trials:
         raise TunerError(
             f"The time budget ({config.time_budget:g}s) was spent before the first trial "
