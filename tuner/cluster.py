@@ -179,6 +179,11 @@ def make_servicer(oracle: Any, stats: ChiefStats, clock: Callable[[], float] = t
                     stats.refused += 1
                     context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
+        def others_may_need_help(self, tuner_id: str) -> bool:
+            full = bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials
+            others = [t for t in oracle.ongoing_trials if t != tuner_id]
+            return full and not oracle._retry_queue and bool(others)
+
         def known_ongoing(self, trial_id: str) -> str:
             if trial_id not in oracle.trials:
                 raise _Refused(grpc.StatusCode.NOT_FOUND, f"no trial {trial_id!r}")
@@ -218,6 +223,11 @@ def make_servicer(oracle: Any, stats: ChiefStats, clock: Callable[[], float] = t
                 if not tuner_id or CHIEF_ID in tuner_id.lower():
                     raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "a worker needs a tuner id")
                 self.seen(tuner_id)
+                if self.others_may_need_help(tuner_id):
+                    # KerasTuner would answer STOPPED and let this worker exit while a trial of
+                    # another worker may still come back to the queue: wait instead.
+                    idle = trial_module.Trial(oracle.get_space(), status=status.IDLE)
+                    return service.CreateTrialResponse(trial=idle.to_proto())
                 trial = oracle.create_trial(tuner_id)
                 if trial.status == status.STOPPED:
                     self.stop_triggered = True
@@ -290,7 +300,12 @@ def make_servicer(oracle: Any, stats: ChiefStats, clock: Callable[[], float] = t
                         trial.status = status.FAILED
                         trial.message = reason
                         oracle.ongoing_trials[tuner_id] = trial  # end_trial pops it
-                        oracle.end_trial(trial)
+                        try:
+                            oracle.end_trial(trial)
+                        except Exception as error:  # noqa: BLE001 - the chief keeps serving
+                            _repair_oracle_lock(oracle)
+                            oracle.ongoing_trials.pop(tuner_id, None)
+                            events.append(f"could not end trial {trial.trial_id}: {error}")
                         stats.failed.append(trial.trial_id)
                         events.append(f"{reason} again; the trial is marked failed")
             return events
