@@ -190,11 +190,16 @@ class ArrayCache:
         shape = cache_io.check_shape(shape)
         np_dtype = cache_io.check_dtype(dtype)
         path = self.path_for(name, key)
+        asked = time.perf_counter()
         with self._locked(path):
+            locked = time.perf_counter()
             entry = self._lookup_locked(path, key)
-            if entry is not None:
-                return entry
-            return self._build_locked(path, name, key, shape, np_dtype, produce, progress)
+            if entry is None:
+                entry = self._build_locked(path, name, key, shape, np_dtype, produce, progress)
+            log_lock(
+                name, waited=locked - asked, held=time.perf_counter() - locked, built=entry.built
+            )
+            return entry
 
     # -------------------------------------------------------------------------------- listing
 
@@ -535,3 +540,28 @@ class ArrayCache:
                         self._remove_temps(stem)
             except CacheError:
                 return  # Opportunistic: never fail a caller over housekeeping.
+
+
+# `scripts/bench_distributed.py` sets this to a file: every entry asked for appends one JSON line
+# (the process, the entry, seconds waited for its lock, seconds held, whether it built it), so the
+# bench can compare each wait with the build it waited for.
+LOCK_LOG = "TUNER_LOCK_LOG"
+
+
+def log_lock(name: str, *, waited: float, held: float, built: bool) -> None:
+    """Appends one line to the `TUNER_LOCK_LOG` file, when it is set."""
+    target = os.environ.get(LOCK_LOG)
+    if not target:
+        return
+    line = json.dumps(
+        {
+            "pid": os.getpid(),
+            "entry": name,
+            "waited_s": round(waited, 4),
+            "held_s": round(held, 4),
+            "built": bool(built),
+            "t": time.time(),
+        }
+    )
+    with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as log:
+        log.write(line + "\n")

@@ -22,7 +22,7 @@ import numpy as np
 
 from tuner import data as data_module
 from tuner import decode
-from tuner.cache import ArrayCache
+from tuner.cache import ArrayCache, log_lock
 from tuner.config import SearchConfig
 from tuner.data import ImageSet, Skipped
 from tuner.diskarray import DiskArray, RowWriter
@@ -86,23 +86,34 @@ class PixelStore:
         return images.subset(keep), DiskArray.of_npy(pixels.path), skipped
 
     @contextlib.contextmanager
-    def claim(self, images: ImageSet, size: int, *, waiting: Any) -> Iterator[None]:
+    def claim(self, images: ImageSet, size: int, *, waiting: Any) -> Iterator[dict[str, bool]]:
         """Holds the right to decode `images` at `size` for this process: in a distributed search
         (`tuner.cluster`) the others wait here, then find the stored pixels instead of decoding
-        them again. `waiting()` is called once when another process holds it."""
+        them again. `waiting()` is called once when another process holds it. Yields a dict
+        whose "built" the holder sets when it decoded (for `TUNER_LOCK_LOG`)."""
         import fcntl
         import hashlib
+        import time
 
         self.root.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(json.dumps(self.key(images, size)).encode()).hexdigest()[:16]
         fd = os.open(self.root / f"pixels-{size}-{digest}.claim", os.O_CREAT | os.O_RDWR, 0o644)
+        asked = time.perf_counter()
+        state = {"built": False}
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 waiting()
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            locked = time.perf_counter()
+            yield state
+            log_lock(
+                f"pixels-{size}",
+                waited=locked - asked,
+                held=time.perf_counter() - locked,
+                built=state["built"],
+            )
         finally:
             os.close(fd)  # releases the lock
 
@@ -164,7 +175,7 @@ class Decoder:
             return found
         if self.store is not None and self.shared:
             # Held until `commit` stored the pixels, or `discard`.
-            self._claims.enter_context(
+            claim = self._claims.enter_context(
                 self.store.claim(
                     images,
                     size,
@@ -176,6 +187,7 @@ class Decoder:
             found = self.store.load(images, size)
             if found is not None:
                 return found
+            claim["built"] = True
         writer = None
         if self.store is not None:
             fd, name = tempfile.mkstemp(prefix=f"tuner-pixels-{size}-", suffix=".tmp")

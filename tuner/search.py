@@ -551,6 +551,15 @@ def execute(
     finally:
         display.close()
 
+    stats = getattr(tuner, "chief_stats", None)
+    if stats is not None:
+        display.message(
+            f"chief: {len(tuner.oracle.trials)} trials by {len(stats.workers)} workers "
+            f"({', '.join(sorted(stats.workers)) or 'none'}) in {stats.seconds:.1f}s; idle "
+            f"{stats.idle_seconds:.1f}s with no trial running; {len(stats.requeued)} trials "
+            f"requeued and {len(stats.failed)} failed when their worker went silent; "
+            f"{stats.refused} requests refused"
+        )
     if config.role == "worker":
         # The chief may be gone once the last trial ended: ask it nothing more. It exports.
         display.message(f"worker {config.worker_id}: no trial left; the chief exports")
