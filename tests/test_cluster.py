@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.images import make_folder
-from tuner import cluster
+from tuner import cluster, sharing
 from tuner.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,12 +64,12 @@ def test_a_port_in_use_is_a_clear_error():
 
 
 def test_worker_presence_is_exclusive_and_seen_by_the_chief(tmp_path):
-    with cluster.worker_presence(tmp_path, "w1"):
-        assert cluster.live_workers(tmp_path) == ["w1"]
+    with sharing.worker_presence(tmp_path, "w1"):
+        assert sharing.live_workers(tmp_path) == ["w1"]
         with pytest.raises(ConfigError, match="already running"):
-            with cluster.worker_presence(tmp_path, "w1"):
+            with sharing.worker_presence(tmp_path, "w1"):
                 pass
-    assert cluster.live_workers(tmp_path) == []
+    assert sharing.live_workers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,13 +10,8 @@ import sys
 
 from rich.console import Console
 
-from tuner.display import (
-    LiveDisplay,
-    NotebookDisplay,
-    RichOutput,
-    SearchDisplay,
-    make_display,
-)
+from tuner.display import SearchDisplay
+from tuner.live import LiveDisplay, NotebookDisplay, RichOutput, make_display
 
 VALUES = {
     "head/units": 256,

@@ -7,7 +7,8 @@ import io
 from rich.console import Console
 
 from tuner import hp
-from tuner.display import LiveDisplay, SearchDisplay
+from tuner.display import SearchDisplay
+from tuner.live import LiveDisplay
 
 VALUES = {
     "head/units": 0,

@@ -196,7 +196,7 @@ class ArrayCache:
             entry = self._lookup_locked(path, key)
             if entry is None:
                 entry = self._build_locked(path, name, key, shape, np_dtype, produce, progress)
-            log_lock(
+            cache_io.log_lock(
                 name, waited=locked - asked, held=time.perf_counter() - locked, built=entry.built
             )
             return entry
@@ -540,28 +540,3 @@ class ArrayCache:
                         self._remove_temps(stem)
             except CacheError:
                 return  # Opportunistic: never fail a caller over housekeeping.
-
-
-# `scripts/bench_distributed.py` sets this to a file: every entry asked for appends one JSON line
-# (the process, the entry, seconds waited for its lock, seconds held, whether it built it), so the
-# bench can compare each wait with the build it waited for.
-LOCK_LOG = "TUNER_LOCK_LOG"
-
-
-def log_lock(name: str, *, waited: float, held: float, built: bool) -> None:
-    """Appends one line to the `TUNER_LOCK_LOG` file, when it is set."""
-    target = os.environ.get(LOCK_LOG)
-    if not target:
-        return
-    line = json.dumps(
-        {
-            "pid": os.getpid(),
-            "entry": name,
-            "waited_s": round(waited, 4),
-            "held_s": round(held, 4),
-            "built": bool(built),
-            "t": time.time(),
-        }
-    )
-    with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as log:
-        log.write(line + "\n")

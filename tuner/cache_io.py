@@ -14,6 +14,7 @@ import json
 import operator
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -217,3 +218,28 @@ def reraise_as_cache_error(action: str, path: Path) -> Iterator[None]:
         yield
     except OSError as error:
         raise cache_error(action, path, error) from error
+
+
+# `scripts/bench_distributed.py` sets this to a file: every entry asked for appends one JSON line
+# (the process, the entry, seconds waited for its lock, seconds held, whether it built it), so the
+# bench can compare each wait with the build it waited for.
+LOCK_LOG = "TUNER_LOCK_LOG"
+
+
+def log_lock(name: str, *, waited: float, held: float, built: bool) -> None:
+    """Appends one line to the `TUNER_LOCK_LOG` file, when it is set."""
+    target = os.environ.get(LOCK_LOG)
+    if not target:
+        return
+    line = json.dumps(
+        {
+            "pid": os.getpid(),
+            "entry": name,
+            "waited_s": round(waited, 4),
+            "held_s": round(held, 4),
+            "built": bool(built),
+            "t": time.time(),
+        }
+    )
+    with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as log:
+        log.write(line + "\n")

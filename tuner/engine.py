@@ -32,7 +32,8 @@ from tuner.config import CONFIG_FILE, SearchConfig, config_to_json
 from tuner.display import SearchDisplay
 from tuner.effort import contender
 from tuner.errors import ConfigError, TrialError, TunerError
-from tuner.features import Features, image_sizes
+from tuner.features import Features, describe_training, image_sizes
+from tuner.features import stochastic_layers as stochastic_layers  # re-exported
 from tuner.hp import BACKBONE, TrialValues
 from tuner.model import (
     BACKBONE_NAME,
@@ -50,8 +51,8 @@ from tuner.project import (
     TrialSummary,
     atomic_write_text,
     changed_settings,
-    failure_reason,
     first_line,
+    last_failure,
     read_run,
     run_settings,
 )
@@ -410,7 +411,7 @@ class TransferTuner(kt.Tuner):
         return model
 
     def save_model(self, trial_id: str, model: keras.Model, step: int = 0) -> None:
-        # Checkpoints are written by train_trial from the best epoch (see training.Recorder).
+        # Checkpoints are written by train_trial from the best epoch (see recorder.Recorder).
         """Does nothing: checkpoints are written from the best epoch by `train_trial`."""
         return None
 
@@ -446,29 +447,10 @@ def run_search(
         image_sizes=bench.features.image_sizes,
         weights={name: bench.features.weights(name).origin for name in config.backbones},
     )
-    from tuner import cluster
+    from tuner import cluster, sharing
 
-    if config.role == "worker":
-        # The chief owns run.json; a worker must search exactly what the chief serves.
-        chief = cluster.wait_for_chief(
-            config.project_dir, config.worker_timeout, bench.display.message
-        )
-        changes = changed_settings(chief, settings)
-        if changes:
-            raise ConfigError(
-                f"This worker's settings differ from the chief's: {'; '.join(changes)}. Start "
-                "the worker with the chief's flags (--chief HOST:PORT becomes --worker HOST:PORT "
-                "--worker-id NAME)."
-            )
-    else:
-        if config.role == "chief" and config.overwrite:
-            running = cluster.live_workers(config.project_dir)
-            if running:
-                raise ConfigError(
-                    f"Workers are running on {config.project_dir} ({', '.join(running)}): "
-                    "--overwrite would delete the trials under them. Stop them first, or pass "
-                    "--project-dir DIR for a new search."
-                )
+    sharing.check_role(config, settings, bench.display.message)
+    if config.role != "worker":  # the chief owns run.json: a worker only reads it
         if not config.overwrite and any(config.trials_dir.glob("trial_*")):
             previous = read_run(config.project_dir)
             changes = changed_settings(previous or {}, settings)
@@ -483,11 +465,11 @@ def run_search(
     if config.role == "single":
         cluster.clear_environment()
     else:
-        cluster.check_locks(config.project_dir)
+        sharing.check_locks(config.project_dir)
         host, _, port = str(config.oracle_address).rpartition(":")
         cluster.set_environment(config.role, host, int(port), config.worker_id)
     with (
-        cluster.worker_presence(config.project_dir, str(config.worker_id))
+        sharing.worker_presence(config.project_dir, str(config.worker_id))
         if config.role == "worker"
         else contextlib.nullcontext()
     ):
@@ -554,54 +536,3 @@ def completed_trials(tuner: TransferTuner) -> list[kt.engine.trial.Trial]:
     board = load_leaderboard(tuner.config.project_dir)
     ranked = [done[row.trial_id] for row in board.rows if row.trial_id in done]
     return ranked + [t for t in done.values() if t not in ranked]
-
-
-def stochastic_layers(model: keras.Model) -> list[str]:
-    """Layers of a backbone that act differently under `fit` (dropout, noise)."""
-    kinds = (
-        keras.layers.Dropout,
-        keras.layers.SpatialDropout2D,
-        keras.layers.GaussianNoise,
-        keras.layers.GaussianDropout,
-        keras.layers.AlphaDropout,
-    )
-    names = [layer.name for layer in model.layers if isinstance(layer, kinds)]
-    # ConvNeXt's stochastic depth is its own layer class.
-    names += [layer.name for layer in model.layers if "StochasticDepth" in type(layer).__name__]
-    return names
-
-
-def describe_training(config: SearchConfig, features: Features) -> list[str]:
-    """What the user should know about how trials train: cached or not, and why it matters."""
-    if not config.cache:
-        return ["cache off (--no-cache): every epoch runs the whole backbone"]
-    lines = [
-        f"cache on ({config.resolved_cache_dir}): the frozen backbone runs once per image"
-        + (f"; {config.augment_views} augmented views per image" if config.augment else "")
-    ]
-    for name in config.backbones:
-        noisy = stochastic_layers(features.session(name).model)
-        if noisy:
-            lines.append(
-                f"{name} has {len(noisy)} dropout/stochastic-depth layers: on the cached path its "
-                "frozen part runs them in inference mode (deterministic features); --no-cache "
-                "runs them in training mode instead"
-            )
-    return lines
-
-
-def last_failure(tuner: kt.Tuner, trial: kt.engine.trial.Trial | None = None) -> str:
-    """The one-line reason a trial failed (default: the last failed one), for the message that
-    stops a search.
-
-    The trial's own summary.json reason comes first: KerasTuner's message is a whole traceback
-    whose last line names the exception by its dotted path ("keras_tuner.src.errors....: ...").
-    """
-    if trial is None:
-        failed = [t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
-        if not failed:
-            return "unknown"
-        trial = failed[-1]
-    summary, _ = TrialSummary.read(Path(tuner.get_trial_dir(trial.trial_id)))
-    reason = summary.reason if summary else None
-    return failure_reason(reason, trial.message, limit=200) or "unknown"

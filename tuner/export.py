@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     runtime.start(debug=args.debug)
     from rich.console import Console
 
-    from tuner.display import make_display
+    from tuner.live import make_display
 
     console = Console()
     display = make_display(console, verbose=config.verbose)

@@ -215,3 +215,37 @@ class Features:
                     select_on="loss" if self.config.objective.endswith("loss") else "accuracy",
                 )
         return self._linear[name]
+
+
+def stochastic_layers(model: keras.Model) -> list[str]:
+    """Layers of a backbone that act differently under `fit` (dropout, noise)."""
+    kinds = (
+        keras.layers.Dropout,
+        keras.layers.SpatialDropout2D,
+        keras.layers.GaussianNoise,
+        keras.layers.GaussianDropout,
+        keras.layers.AlphaDropout,
+    )
+    names = [layer.name for layer in model.layers if isinstance(layer, kinds)]
+    # ConvNeXt's stochastic depth is its own layer class.
+    names += [layer.name for layer in model.layers if "StochasticDepth" in type(layer).__name__]
+    return names
+
+
+def describe_training(config: SearchConfig, features: Features) -> list[str]:
+    """What the user should know about how trials train: cached or not, and why it matters."""
+    if not config.cache:
+        return ["cache off (--no-cache): every epoch runs the whole backbone"]
+    lines = [
+        f"cache on ({config.resolved_cache_dir}): the frozen backbone runs once per image"
+        + (f"; {config.augment_views} augmented views per image" if config.augment else "")
+    ]
+    for name in config.backbones:
+        noisy = stochastic_layers(features.session(name).model)
+        if noisy:
+            lines.append(
+                f"{name} has {len(noisy)} dropout/stochastic-depth layers: on the cached path its "
+                "frozen part runs them in inference mode (deterministic features); --no-cache "
+                "runs them in training mode instead"
+            )
+    return lines

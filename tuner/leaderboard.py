@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import re
 import sys
@@ -24,14 +23,18 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from tuner import hp
+from tuner.boardtext import (
+    MISSING,
+    caption,
+    format_metric,
+    format_seconds,
+    sparkline,
+)
 from tuner.errors import TunerError, report
 from tuner.hp import format_value
-from tuner.project import integer
 from tuner.trials import (
-    COMPLETED,
     FAILED,
     RUNNING,
     UNREADABLE,
@@ -61,7 +64,6 @@ __all__ = [
     "to_json",
 ]
 
-_MISSING = "-"
 _HP_HEADERS = {
     hp.BACKBONE: "backbone",
     hp.UNITS: "units",
@@ -90,7 +92,7 @@ class Board(Leaderboard):
         return build_table(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from tuner.display import RichOutput
+        from tuner.live import RichOutput
 
         return RichOutput(build_table(self), width=_natural_width(self))._repr_mimebundle_()
 
@@ -104,7 +106,7 @@ class Board(Leaderboard):
 
     def __repr__(self) -> str:
         best = next((row for row in self.rows if row.rank == 1), None)
-        shown = f", best trial {best.trial_id} ({_format_metric(best.score)})" if best else ""
+        shown = f", best trial {best.trial_id} ({format_metric(best.score)})" if best else ""
         return (
             f"<Board {', '.join(self.projects) or '?'}: {len(self.rows)} trials by "
             f"{self.objective}{shown}>"
@@ -159,13 +161,13 @@ def build_table(board: Leaderboard, *, title: str | None = None, width: int | No
         hidden.append(header)
 
     better = "higher" if board.direction == "max" else "lower"
-    caption = _caption(board, hidden=hidden)
+    text = caption(board, hidden=hidden)
     # The caption wraps at the table's width; a table narrower than its caption (few trials, few
     # columns) widens to it rather than break a line of facts, as far as `width` allows.
-    longest = max((len(line) for line in caption.plain.splitlines()), default=0)
+    longest = max((len(line) for line in text.plain.splitlines()), default=0)
     table = Table(
         title=title if title is not None else f"Trials by {board.objective} ({better} is better)",
-        caption=caption,
+        caption=text,
         caption_justify="left",
         min_width=min(longest, width) if width is not None else longest,
         box=box.SIMPLE_HEAD,
@@ -214,7 +216,7 @@ def _columns(board: Leaderboard) -> list[_Column]:
     rows = board.rows
     names = _hp_names(rows)
     headers = _hp_headers(names)
-    missing = _MISSING
+    missing = MISSING
     project = (
         [_Column("project", [r.project or missing for r in rows], True, can_fold=True)]
         if len(board.runs) > 1
@@ -225,12 +227,12 @@ def _columns(board: Leaderboard) -> list[_Column]:
         *project,
         _Column("trial", [r.trial_id for r in rows], True),
         _Column("status", [r.status.lower() for r in rows], True),
-        _Column(board.objective, [_format_metric(r.score) for r in rows], False),
-        _Column("val acc head", [_format_metric(r.val_accuracy_head) for r in rows], False),
+        _Column(board.objective, [format_metric(r.score) for r in rows], False),
+        _Column("val acc head", [format_metric(r.val_accuracy_head) for r in rows], False),
         _Column(
             "val acc fine-tune",
             [
-                "skipped" if r.finetune_skipped else _format_metric(r.val_accuracy_finetune)
+                "skipped" if r.finetune_skipped else format_metric(r.val_accuracy_finetune)
                 for r in rows
             ],
             False,
@@ -247,46 +249,10 @@ def _columns(board: Leaderboard) -> list[_Column]:
         _Column(
             "epochs", [str(r.epochs) if r.epochs is not None else missing for r in rows], False
         ),
-        _Column("head time", [_format_seconds(r.seconds_head) for r in rows], False),
-        _Column("ft time", [_format_seconds(r.seconds_finetune) for r in rows], False),
+        _Column("head time", [format_seconds(r.seconds_head) for r in rows], False),
+        _Column("ft time", [format_seconds(r.seconds_finetune) for r in rows], False),
         _Column("curve", _curves(rows), True),
     ]
-
-
-SPARK = "▁▂▃▄▅▆▇█"
-PHASE_MARK = "|"  # between a trial's last head epoch and its first fine-tuning epoch
-
-
-def sparkline(
-    head: tuple[float | None, ...],
-    finetune: tuple[float | None, ...] = (),
-    *,
-    low: float | None = None,
-    high: float | None = None,
-) -> str:
-    """A learning curve in block characters, one per epoch, "|" where phase 2 starts.
-
-    Heights run from `low` to `high` (default: the curve's own range), so curves drawn with the
-    same bounds compare by height; a missing value is a space.
-    """
-    values = [v for v in (*head, *finetune) if v is not None]
-    if not values:
-        return ""
-    low = min(values) if low is None else low
-    high = max(values) if high is None else high
-
-    def char(value: float | None) -> str:
-        if value is None:
-            return " "
-        if high <= low:
-            return SPARK[len(SPARK) // 2]
-        share = (min(max(value, low), high) - low) / (high - low)
-        return SPARK[round(share * (len(SPARK) - 1))]
-
-    text = "".join(map(char, head))
-    if finetune:
-        text += (PHASE_MARK if head else "") + "".join(map(char, finetune))
-    return text
 
 
 def _curves(rows: tuple[Row, ...]) -> list[str]:
@@ -294,8 +260,7 @@ def _curves(rows: tuple[Row, ...]) -> list[str]:
     values = [v for row in rows for v in row.curve if v is not None]
     low, high = (min(values), max(values)) if values else (None, None)
     return [
-        sparkline(row.curve_head, row.curve_finetune, low=low, high=high) or _MISSING
-        for row in rows
+        sparkline(row.curve_head, row.curve_finetune, low=low, high=high) or MISSING for row in rows
     ]
 
 
@@ -357,8 +322,7 @@ def render(board: Leaderboard, *, console: Console | None = None) -> None:
 def _natural_width(board: Leaderboard) -> int:
     # The width at which every column and caption line fits unbroken.
     columns = _columns(board)
-    caption = _caption(board, hidden=[])
-    lines = [len(line) for line in caption.plain.splitlines()]
+    lines = [len(line) for line in caption(board, hidden=[]).plain.splitlines()]
     title_width = len(f"Trials by {board.objective} (higher is better)")
     return max([_table_width(columns), title_width, *lines, 20])
 
@@ -406,113 +370,6 @@ def _hp_header(name: str) -> str:
 
 def _is_text_hp(rows: tuple[Row, ...], name: str) -> bool:
     return any(isinstance(row.hyperparameters.get(name), str) for row in rows)
-
-
-def _format_metric(value: float | None) -> str:
-    if value is None:
-        return _MISSING
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
-
-
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return _MISSING
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _caption(board: Leaderboard, *, hidden: list[str]) -> Text:
-    if len(board.runs) > 1:
-        lines = [
-            Text(
-                f"{name}: "
-                + " · ".join(_run_facts(run, [r for r in board.rows if r.project == name]))
-            )
-            for name, run in board.runs.items()
-        ]
-    else:
-        lines = [Text(" · ".join(_run_facts(board.run, list(board.rows))))]
-    best = next((row for row in board.rows if row.rank == 1), None)
-    if best is not None:
-        where = f" of {best.project}" if len(board.runs) > 1 else ""
-        lines.append(
-            Text(
-                f"best: trial {best.trial_id}{where} ({board.objective} "
-                f"{_format_metric(best.score)})"
-            )
-        )
-    skipped = sum(1 for row in board.rows if row.finetune_skipped)
-    if skipped:
-        keeps = {integer(run.get("finetune_contenders")) for run in board.runs.values()}
-        keep = keeps.pop() if len(keeps) == 1 else None
-        lines.append(
-            Text(
-                f"phase 2 skipped in {skipped} trial{'s' if skipped > 1 else ''}: head-only score "
-                f"not among the {keep or 'N'} best so far (--finetune-contenders)"
-            )
-        )
-    if any(row.curve for row in board.rows):
-        lines.append(
-            Text(
-                f"curve: {board.objective} per epoch, one scale for the table; "
-                f"{PHASE_MARK} where fine-tuning starts"
-            )
-        )
-    if hidden:
-        lines.append(Text(f"not shown, for width: {', '.join(hidden)} (--json has every column)"))
-    # Rich tables cannot span a cell across columns, so reasons go below the table, where a full
-    # line is available, instead of into a column squeezed to a few characters.
-    for row in board.rows:
-        if row.reason and row.rank is None and row.status != COMPLETED:
-            where = f" ({row.project})" if len(board.runs) > 1 else ""
-            lines.append(Text(f"trial {row.trial_id}{where} {row.status.lower()}: {row.reason}"))
-    return Text("\n").join(lines)
-
-
-def _run_facts(run: dict[str, Any], rows: list[Row]) -> list[str]:
-    facts = [_weights_fact(run.get("weights"))]
-    if "augment" in run:
-        views = integer(run.get("augment_views")) or 0
-        augment = "on" if run["augment"] else "off"
-        if run["augment"] and views:
-            augment += f" ({views} cached views)"
-        facts.append(f"augmentation {augment}")
-    backbones = run.get("backbones")
-    if isinstance(backbones, list) and backbones:
-        size = run.get("image_size")
-        facts.append(", ".join(map(str, backbones)) + (f" at {size}px" if size else ""))
-    facts.append(_counts(tuple(rows)))
-    return facts
-
-
-def _weights_fact(weights: Any) -> str:
-    if not isinstance(weights, str) or not weights:
-        return "weights unknown"
-    if weights == "none":
-        return "weights none (random init)"
-    if weights.startswith("file:"):
-        return f"weights from file {weights[len('file:') :]}"
-    return f"weights {weights}"
-
-
-def _counts(rows: tuple[Row, ...]) -> str:
-    completed = sum(row.status == COMPLETED for row in rows)
-    failed = sum(row.status in FAILED for row in rows)
-    running = sum(row.status in RUNNING for row in rows)
-    other = len(rows) - completed - failed - running
-    parts = [f"{completed} completed", f"{failed} failed"]
-    if running:
-        parts.append(f"{running} running")
-    if other:
-        parts.append(f"{other} other")
-    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

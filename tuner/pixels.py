@@ -22,7 +22,8 @@ import numpy as np
 
 from tuner import data as data_module
 from tuner import decode
-from tuner.cache import ArrayCache, log_lock
+from tuner.cache import ArrayCache
+from tuner.cache_io import log_lock
 from tuner.config import SearchConfig
 from tuner.data import ImageSet, Skipped
 from tuner.diskarray import DiskArray, RowWriter

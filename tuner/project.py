@@ -367,3 +367,20 @@ def read_run(project_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def last_failure(tuner: Any, trial: Any = None) -> str:
+    """The one-line reason a trial failed (default: the last failed one), for the message that
+    stops a search.
+
+    The trial's own summary.json reason comes first: KerasTuner's message is a whole traceback
+    whose last line names the exception by its dotted path ("keras_tuner.src.errors....: ...").
+    """
+    if trial is None:
+        failed = [t for t in tuner.oracle.trials.values() if t.status in ("FAILED", "INVALID")]
+        if not failed:
+            return "unknown"
+        trial = failed[-1]
+    summary, _ = TrialSummary.read(Path(tuner.get_trial_dir(trial.trial_id)))
+    reason = summary.reason if summary else None
+    return failure_reason(reason, trial.message, limit=200) or "unknown"

@@ -9,9 +9,7 @@ look at a running search cost seconds. `tuner.leaderboard` shows what this modul
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.config import TIEBREAK
+from tuner.csvtext import read_csv as read_csv  # re-exported: the reader of to_csv
+from tuner.csvtext import write_csv
 from tuner.errors import TunerError
 from tuner.hp import schedule, searched
 from tuner.project import (
@@ -514,41 +514,6 @@ def _record_value(row: Row, column: str) -> Any:
 
 
 def to_csv(board: Leaderboard) -> str:
-    """The leaderboard's records as CSV, one row per trial, with a header.
-
-    Numbers are written as JSON writes them (every digit Python keeps), a missing value as an
-    empty cell, a learning curve as a JSON list, and text as itself, quoted as JSON only when it
-    would otherwise read back as something else (a hyperparameter value "1", or an empty text):
-    `read_csv` gives back exactly `board.records()`.
-    """
-    columns = record_columns(board)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for record in board.records():
-        writer.writerow([_csv_cell(record[name]) for name in columns])
-    return out.getvalue()
-
-
-def read_csv(text: str) -> list[dict[str, Any]]:
-    """The records of `to_csv`'s output."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None) or []
-    return [dict(zip(header, map(_csv_value, cells), strict=True)) for cells in reader]
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return json.dumps(value) if _csv_value(value) != value else value
-    return json.dumps(value, allow_nan=False)
-
-
-def _csv_value(cell: str) -> Any:
-    if cell == "":
-        return None
-    try:
-        return json.loads(cell)
-    except ValueError:
-        return cell
+    """The leaderboard's records as CSV, one row per trial, with a header (`tuner.csvtext`):
+    `read_csv` gives back exactly `board.records()`."""
+    return write_csv(record_columns(board), board.records())
