@@ -63,6 +63,56 @@ def test_a_port_in_use_is_a_clear_error():
             cluster.check_port("127.0.0.1", port)
 
 
+def test_a_filesystem_without_locks_is_refused_at_start(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ConfigError, match="cannot lock files .*No locks available"):
+        sharing.check_locks(tmp_path)
+
+
+class FakeClient:
+    """KerasTuner's OracleClient as a worker sees it: IDLE twice, then a trial."""
+
+    def __init__(self) -> None:
+        self.answers = ["IDLE", "IDLE", "RUNNING"]
+        self.stub = None  # the heartbeat's calls fail quietly
+
+    def create_trial(self, tuner_id):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(status=self.answers.pop(0))
+
+
+def test_an_idle_worker_backs_off_instead_of_asking_at_once():
+    worker = cluster.WorkerOracle(FakeClient(), "w1", heartbeat=60, backoff=(0.05, 0.08))
+    started = time.monotonic()
+    trial = worker.create_trial("w1")
+    worker.close()
+    assert trial.status == "RUNNING"
+    assert worker.idle_answers == 2 and worker.idle_seconds == pytest.approx(0.13)
+    assert time.monotonic() - started >= 0.13
+
+
+def test_the_chief_refuses_overwrite_under_running_workers(tmp_path, capsys):
+    from tuner import search
+
+    data = make_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    with sharing.worker_presence(project, "w7"):
+        code = search.main(
+            cluster_args(
+                data, project, "--overwrite", "--chief", f"127.0.0.1:{local_cluster.free_port()}"
+            )
+        )
+    err = capsys.readouterr().err
+    assert code == 2 and "Workers are running on" in err and "(w7)" in err, err
+
+
 def test_worker_presence_is_exclusive_and_seen_by_the_chief(tmp_path):
     with sharing.worker_presence(tmp_path, "w1"):
         assert sharing.live_workers(tmp_path) == ["w1"]
@@ -260,11 +310,21 @@ def trial_states(project: Path) -> dict[str, dict]:
 def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_exports(tmp_path):
     data = make_folder(tmp_path / "images")
     project = tmp_path / "project"
-    run = local_cluster.Cluster(cluster_args(data, project), workers=2)
+    import os
+
+    locks = tmp_path / "locks.jsonl"
+    run = local_cluster.Cluster(
+        cluster_args(data, project), workers=2, env={**os.environ, "TUNER_LOCK_LOG": str(locks)}
+    )
     run.start()
     code = run.wait(timeout=900)
     logs = {name: run.log(name) for name in ("chief", "w1", "w2")}
     assert code == 0, logs
+    # The images were decoded, and every cache entry built, by one process each.
+    records = [json.loads(line) for line in locks.read_text().splitlines()]
+    built = [r["file"] for r in records if r["built"]]
+    assert built and len(built) == len(set(built)), records
+    assert any(r["entry"].startswith("pixels-") for r in records)
 
     states = trial_states(project)
     assert len(states) == 4 and all(s["status"] == "COMPLETED" for s in states.values()), states

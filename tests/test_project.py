@@ -13,9 +13,11 @@ from tuner.spaces import load_space
 
 def test_a_trial_summary_round_trips_through_its_file(tmp_path: Path):
     summary = TrialSummary("07", augment=True, cache=False, backbone="tiny")
-    summary.phase1 = PhaseSummary(1, 0.25, {"val_accuracy": 0.75, "val_loss": 0.5})
+    history = [{"epoch": 1, "loss": 0.6, "val_accuracy": 0.75, "val_loss": 0.5}]
+    summary.phase1 = PhaseSummary(1, 0.25, {"val_accuracy": 0.75, "val_loss": 0.5}, history)
     summary.phase2 = PhaseSummary(3, 1.5, {"val_accuracy": 0.875, "val_loss": 0.25})
     summary.epochs_run, summary.seconds, summary.best = 4, 2.0, summary.phase2.best
+    summary.best_epoch = 3
     summary.write(tmp_path)
     data = json.loads((tmp_path / project.SUMMARY_FILE).read_text())
     assert data["phase1"] == {
@@ -23,7 +25,9 @@ def test_a_trial_summary_round_trips_through_its_file(tmp_path: Path):
         "seconds": 0.25,
         "val_accuracy": 0.75,
         "best": {"val_accuracy": 0.75, "val_loss": 0.5},
+        "history": history,
     }
+    assert data["best_epoch"] == 3
     assert data["phase2"]["val_accuracy"] == 0.875 and data["reason"] is None
     again, problem = TrialSummary.read(tmp_path)
     assert problem is None and again == summary

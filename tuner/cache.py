@@ -197,7 +197,11 @@ class ArrayCache:
             if entry is None:
                 entry = self._build_locked(path, name, key, shape, np_dtype, produce, progress)
             cache_io.log_lock(
-                name, waited=locked - asked, held=time.perf_counter() - locked, built=entry.built
+                name,
+                waited=locked - asked,
+                held=time.perf_counter() - locked,
+                built=entry.built,
+                file=path.name,
             )
             return entry
 

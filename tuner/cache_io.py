@@ -226,7 +226,7 @@ def reraise_as_cache_error(action: str, path: Path) -> Iterator[None]:
 LOCK_LOG = "TUNER_LOCK_LOG"
 
 
-def log_lock(name: str, *, waited: float, held: float, built: bool) -> None:
+def log_lock(name: str, *, waited: float, held: float, built: bool, file: str = "") -> None:
     """Appends one line to the `TUNER_LOCK_LOG` file, when it is set."""
     target = os.environ.get(LOCK_LOG)
     if not target:
@@ -235,6 +235,7 @@ def log_lock(name: str, *, waited: float, held: float, built: bool) -> None:
         {
             "pid": os.getpid(),
             "entry": name,
+            "file": file,  # one file per entry and key: built at most once across processes
             "waited_s": round(waited, 4),
             "held_s": round(held, 4),
             "built": bool(built),

@@ -114,6 +114,7 @@ class PixelStore:
                 waited=locked - asked,
                 held=time.perf_counter() - locked,
                 built=state["built"],
+                file=f"pixels-{size}-{digest}.claim",
             )
         finally:
             os.close(fd)  # releases the lock
