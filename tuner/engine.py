@@ -325,10 +325,15 @@ class TransferTuner(kt.Tuner):
         config = self.config
         summary = TrialSummary(trial.trial_id, augment=config.augment, cache=config.cache)
         started = time.perf_counter()
-        # Hyperband sizes its brackets from the epoch budget, not from max_trials.
-        total = None if config.oracle == "hyperband" else config.max_trials
+        # Hyperband sizes its brackets from the epoch budget, not from max_trials; a worker does
+        # not know how many trials the others ran.
+        worker = config.role == "worker"
+        total = None if config.oracle == "hyperband" or worker else config.max_trials
         self.display.trial_begin(
-            trial.trial_id, self.trial_number, total, trial.hyperparameters.values
+            trial.trial_id,
+            None if worker else self.trial_number,
+            total,
+            trial.hyperparameters.values,
         )
         log: TrialLog | None = None
         try:
