@@ -117,6 +117,7 @@ class LiveDisplay(SearchDisplay):
             yield update
         finally:
             self._builds.remove_task(task)
+            self.refresh()  # the bar goes before the line below is printed above the view
         seconds = time.monotonic() - started
         rate = f" ({done[0] / seconds:,.0f} img/s)" if seconds > 0 and done[0] else ""
         self._line(f"{description}: {done[0]}/{total} images in {seconds:.1f}s{rate}")
