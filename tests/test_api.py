@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.images import make_folder
+from tests.images import TINY_SEARCH, make_folder, search_flags
 
 SPACE = """
 [head.units]
@@ -37,23 +37,11 @@ value = 1
 type = "fixed"
 value = 0.001
 """
-OPTIONS = {
-    "backbone": "tiny",
-    "weights": "none",
-    "image_size": 32,
-    "max_trials": 2,
-    "epochs_head": 2,
-    "epochs_finetune": 1,
-    "batch_size": 8,
-    "patience": 0,
-}
+OPTIONS = {**TINY_SEARCH, "max_trials": 2}
 
 
 def cli_flags(data: Path, space: Path, project: Path) -> list[str]:
-    flags = ["--data", str(data), "--space", str(space), "--project-dir", str(project)]
-    for name, value in OPTIONS.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags
+    return [*search_flags(data, project, **OPTIONS), "--space", str(space)]
 
 
 @pytest.fixture(scope="module")

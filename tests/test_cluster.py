@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import make_folder
+from tests.images import make_folder, search_flags
 from tuner import cluster, sharing
 from tuner.errors import ConfigError
 
@@ -274,29 +274,7 @@ def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief):
 
 
 def cluster_args(data: Path, project: Path, *extra: str) -> list[str]:
-    return [
-        "--data",
-        str(data),
-        "--backbone",
-        "tiny",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--max-trials",
-        "4",
-        "--epochs-head",
-        "2",
-        "--epochs-finetune",
-        "1",
-        "--batch-size",
-        "8",
-        "--patience",
-        "0",
-        "--project-dir",
-        str(project),
-        *extra,
-    ]
+    return [*search_flags(data, project), *extra]
 
 
 def trial_states(project: Path) -> dict[str, dict]:
