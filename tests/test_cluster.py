@@ -231,7 +231,7 @@ def test_bad_requests_get_errors_and_leave_the_oracle_working(chief):
     assert result.get("stats") is None and thread.is_alive()
 
 
-def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief):
+def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief, tmp_path):
     from keras_tuner.src import protos
     from keras_tuner.src.engine import trial as trial_module
 
@@ -250,6 +250,10 @@ def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief):
     time.sleep(2.0)  # w2 goes silent too: now the trial fails
     assert oracle.trials[first.trial_id].status == "FAILED"
     assert "stopped responding" in oracle.trials[first.trial_id].message
+    from tuner.trials import load_leaderboard
+
+    failed = next(r for r in load_leaderboard(tmp_path).rows if r.trial_id == first.trial_id)
+    assert failed.status == "FAILED" and "worker w2 stopped responding" in failed.reason
     # A heartbeat keeps a worker's trial: w3 beats while its trial "trains".
     third = create("w3")
     for _ in range(6):
