@@ -3,9 +3,9 @@ search from Python, `tuner.search.run("./my_images", backbone="xception")`.
 
 Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
 `--help` and usage errors answer at once, and a bad command line creates no files), then hands it
-to `tuner.runner.execute` (prepare, search, export), which returns the leaderboard: the command line prints
-it, `run` returns it. A `TunerError` becomes one line on stderr and exit code 2 on the command
-line (`--debug` shows the traceback), and is raised from `run`.
+to `tuner.runner.execute` (prepare, search, export), which returns the leaderboard: the command
+line prints it, `run` returns it. A `TunerError` becomes one line on stderr and exit code 2 on
+the command line (`--debug` shows the traceback), and is raised from `run`.
 """
 
 from __future__ import annotations
