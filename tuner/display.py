@@ -240,16 +240,31 @@ class SearchDisplay:
         if not self.verbose:
             yield lambda n: None
             return
+        bar = self._bar_start(description, total)
         started = time.monotonic()
         done = [0]
 
         def update(n: int) -> None:
             done[0] = n
+            self._bar_update(bar, n)
 
-        yield update
+        try:
+            yield update
+        finally:
+            self._bar_end(bar)
         seconds = time.monotonic() - started
         rate = f" ({done[0] / seconds:,.0f} img/s)" if seconds > 0 and done[0] else ""
         self._line(f"{description}: {done[0]}/{total} images in {seconds:.1f}s{rate}")
+
+    # A live view draws a bar per build; the lines form has none.
+    def _bar_start(self, description: str, total: int) -> Any:
+        return None
+
+    def _bar_update(self, bar: Any, done: int) -> None:
+        pass
+
+    def _bar_end(self, bar: Any) -> None:
+        pass
 
     def refresh(self) -> None:
         """Redraws the live view, if any."""

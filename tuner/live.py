@@ -13,9 +13,8 @@ Rendering only: rich, never TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -98,29 +97,16 @@ class LiveDisplay(SearchDisplay):
         if self._live is not None:
             self._live.refresh()
 
-    @contextlib.contextmanager
-    def build_progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A bar for a cache build, in the view; yields `update(n_done)`."""
-        if not self.verbose:
-            yield lambda n: None
-            return
+    def _bar_start(self, description: str, total: int) -> Any:
         self._start()
-        task = self._builds.add_task(description, total=total)
-        started = time.monotonic()
-        done = [0]
+        return self._builds.add_task(description, total=total)
 
-        def update(n: int) -> None:
-            done[0] = n
-            self._builds.update(task, completed=n)
+    def _bar_update(self, bar: Any, done: int) -> None:
+        self._builds.update(bar, completed=done)
 
-        try:
-            yield update
-        finally:
-            self._builds.remove_task(task)
-            self.refresh()  # the bar goes before the line below is printed above the view
-        seconds = time.monotonic() - started
-        rate = f" ({done[0] / seconds:,.0f} img/s)" if seconds > 0 and done[0] else ""
-        self._line(f"{description}: {done[0]}/{total} images in {seconds:.1f}s{rate}")
+    def _bar_end(self, bar: Any) -> None:
+        self._builds.remove_task(bar)
+        self.refresh()  # the bar goes before the build's line is printed above the view
 
     def _line(self, text: str, *, style: str | None = None) -> None:
         self._print(Text(text, style=style or ""))
