@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import make_folder, search_flags
+from tests.images import TINY_SEARCH, make_folder, search_flags
 from tuner import cluster, sharing
 from tuner.errors import ConfigError
 
@@ -386,14 +386,7 @@ def test_mirrored_strategy_on_one_cpu_device(tmp_path):
     out = io.StringIO()
     result = search.run(
         make_folder(tmp_path / "images"),
-        backbone="tiny",
-        weights="none",
-        image_size=32,
-        max_trials=1,
-        epochs_head=1,
-        epochs_finetune=1,
-        batch_size=8,
-        patience=0,
+        **{**TINY_SEARCH, "max_trials": 1, "epochs_head": 1},
         strategy="mirrored",
         project_dir=tmp_path / "project",
         console=Console(file=out, width=100),

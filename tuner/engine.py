@@ -268,12 +268,12 @@ class TransferTuner(kt.Tuner):
         if self.config.role == "chief":
             from tuner import cluster
 
-            host, _, port = str(self.config.oracle_address).rpartition(":")
+            host, port = cluster.parse_address(str(self.config.oracle_address), "--chief")
             self.save()
             self.chief_stats = cluster.serve(
                 self.oracle,
                 host,
-                int(port),
+                port,
                 worker_timeout=self.config.worker_timeout,
                 say=self.display.message,
             )
@@ -471,8 +471,8 @@ def run_search(
         cluster.clear_environment()
     else:
         sharing.check_locks(config.project_dir)
-        host, _, port = str(config.oracle_address).rpartition(":")
-        cluster.set_environment(config.role, host, int(port), config.worker_id)
+        host, port = cluster.parse_address(str(config.oracle_address), f"--{config.role}")
+        cluster.set_environment(config.role, host, port, config.worker_id)
     with (
         sharing.worker_presence(config.project_dir, str(config.worker_id))
         if config.role == "worker"

@@ -95,10 +95,9 @@ def execute(
         console, verbose=config.verbose, objective=config.objective, direction=config.direction
     )
     if config.role == "chief":
-        from tuner.cluster import check_port
+        from tuner.cluster import check_port, parse_address
 
-        host, _, port = str(config.oracle_address).rpartition(":")
-        check_port(host, int(port))
+        check_port(*parse_address(str(config.oracle_address), "--chief"))
         console.print(
             f"chief: serving the oracle on {config.oracle_address} (this address only) for "
             "workers. It has no authentication: keep the port on a trusted network or a tunnel.",
