@@ -356,3 +356,67 @@ def test_a_derived_entry_built_elsewhere_meanwhile_still_gives_the_others(
     assert passes == [[session.last, *others]] + [[cut] for cut in others], "one pass for each"
     for cut in session.derived_cuts()[:-1]:
         np.testing.assert_array_equal(np.asarray(session.features("train", cut)), expected[cut])
+
+
+
+def test_entries_are_the_same_whatever_the_forward_streams(search_config, prepared, monkeypatch):
+    """The frozen passes run two batches at once by default (`FORWARD_STREAMS`): every entry, the
+    deepest cut's and the derived ones, holds exactly what one batch at a time gives."""
+    import concurrent.futures
+
+    import tuner.activations as activations
+
+    pools = []
+    pool_class = concurrent.futures.ThreadPoolExecutor
+
+    def counted_pool(workers, **kwargs):
+        pools.append(workers)
+        return pool_class(workers, **kwargs)
+
+    monkeypatch.setattr(activations.concurrent.futures, "ThreadPoolExecutor", counted_pool)
+    base = search_config(cache_dtype="float32", batch_size=8)
+    entries = {}
+    for streams in (1, 2):
+        monkeypatch.setattr(activations, "FORWARD_STREAMS", streams)
+        config = base.replace(project_dir=base.project_dir.parent / f"streams{streams}")
+        session = prepared(config).features.session("tiny")
+        pools.clear()
+        entries[streams] = {
+            (which, cut): np.array(session.features(which, cut))
+            for which in ("train", "val")
+            for cut in [session._deepest, *session.derived_cuts()]
+        }
+        assert pools and set(pools) == {streams}, "every pass ran `streams` batches at once"
+    assert len(entries[1]) >= 4 and len(prepared(base).data.train) > 2 * 8
+    for key, value in entries[1].items():
+        np.testing.assert_array_equal(entries[2][key], value, err_msg=str(key))
+
+
+def test_the_drawn_random_init_is_the_session_s_model(search_config, prepared, monkeypatch):
+    """The process that draws the random init keeps the model it drew instead of building and
+    loading a second one; it holds exactly the saved weights. Later builds load the file."""
+    import tuner.features
+
+    builds = []
+    build = tuner.features.build_backbone
+
+    def counted(spec, size, weights):
+        builds.append(weights)
+        return build(spec, size, weights)
+
+    monkeypatch.setattr(tuner.features, "build_backbone", counted)
+    config = search_config()
+    bench = prepared(config)
+    session = bench.features.session("tiny")
+    assert builds == [None], "one build: the random draw, kept as the session's model"
+    fresh = bench.features.build_backbone("tiny")
+    assert builds[1] == str(config.project_dir / "init" / "tiny-32.weights.h5")
+    assert fresh is not session.model
+    saved = [w for layer in fresh.layers for w in layer.get_weights()]
+    held = [w for layer in session.model.layers for w in layer.get_weights()]
+    assert len(saved) == len(held) > 0
+    for a, b in zip(saved, held, strict=True):
+        np.testing.assert_array_equal(a, b)
+    builds.clear()
+    prepared(config).features.session("tiny")  # the file exists: built from it
+    assert builds == [str(config.project_dir / "init" / "tiny-32.weights.h5")]

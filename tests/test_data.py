@@ -649,6 +649,24 @@ def test_resize_equals_keras_resizing_layer(tmp_path):
         assert (again == pixels[0]).all()
 
 
+def test_an_image_already_at_the_size_is_loaded_as_the_resize_would_give_it(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    for side in (1, 2, 7, 37, 128):
+        source = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        path = write(tmp_path / f"s{side}.png", png_bytes(source))
+        _, pixels, _ = decode.load_pixels(ImageSet((str(path),), [0], ("a", "b")), side)
+        # What the resize would have given (it is skipped at the same size): the same pixels.
+        resized = tf.image.resize(
+            tf.cast(source, tf.float32), (side, side), method="bilinear", antialias=False
+        )
+        expected = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+        assert (expected == source).all()
+        assert pixels.dtype == np.uint8 and (pixels[0] == expected).all()
+        assert (decode.resize_like_training(tf.constant(source), side) == expected).all()
+
+
 # --------------------------------------------------------------------------------------------------
 # Reporting and cache keys
 

@@ -10,6 +10,8 @@ values (`storage_dtype`).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import errno
 import itertools
@@ -30,6 +32,7 @@ from tuner.data import fingerprint_files
 from tuner.display import SearchDisplay
 from tuner.errors import TunerError
 from tuner.model import augmentation_layers, layer_weights
+from tuner.pipeline import ahead
 from tuner.pixels import SearchData
 from tuner.preprocessing import preprocessing_layers
 
@@ -356,12 +359,8 @@ class BackboneSession:
         model = self._splits_between[tuple(targets)]
         rows = self.features(which, source)
         batch = build_batch(self.config)
-        forward = tf.function(
-            lambda xb: model(xb, training=False),
-            input_signature=[tf.TensorSpec((None,) + tuple(rows.shape[1:]), tf.float32)],
-        )
-        for start in range(0, len(rows), batch):
-            outputs = forward(np.asarray(rows[start : start + batch], dtype="float32"))
+        batches = (np.asarray(rows[start : start + batch]) for start in range(0, len(rows), batch))
+        for outputs in run_frozen(model, batches, tuple(rows.shape[1:])):
             yield [np.asarray(o) for o in tf.nest.flatten(outputs)]
 
 
@@ -388,27 +387,83 @@ def with_preprocessing(model: keras.Model, spec: Backbone, size: int) -> keras.M
 
 
 def run_frozen(
-    model: keras.Model, batches: Iterable[np.ndarray], sample_shape: tuple[int, ...]
+    model: keras.Model,
+    batches: Iterable[np.ndarray],
+    sample_shape: tuple[int, ...],
+    *,
+    streams: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """`model` in inference mode over `batches`, traced once (a free batch size)."""
-    forward = tf.function(
-        lambda xb: model(xb, training=False),
-        input_signature=[tf.TensorSpec((None,) + tuple(sample_shape), tf.float32)],
-    )
-    for xb in batches:
-        yield np.asarray(forward(xb))
+    """`model` in inference mode over `batches`, traced once (a free batch size).
+
+    Batches may hold any real dtype (uint8 pixels, float16 activations): they are widened to
+    float32 inside the traced call, exactly. Three things run at once, each in its own thread
+    (`tuner.pipeline.ahead`): reading the next batches, the forward pass, and the consumer (a
+    cache build's cast, checks, hash and write). The forward pass runs `streams` batches at a
+    time (default `FORWARD_STREAMS`): on a 2-core CPU two concurrent calls keep both cores busier
+    than one call's own intra-op threads do (docs/design.md §1). Each batch is computed alone by
+    the same traced function, so the outputs are the same, in the same order, whatever `streams`.
+    """
+    streams = FORWARD_STREAMS if streams is None else streams
+    if streams < 1:
+        raise ValueError(f"streams must be at least 1. Received: streams={streams}")
+    context = _strategy_context()
+
+    def call(forward: Any, xb: np.ndarray) -> Any:
+        with context() if context is not None else contextlib.nullcontext():
+            return tf.nest.map_structure(np.asarray, forward(xb))
+
+    def outputs() -> Iterator[np.ndarray]:
+        with contextlib.closing(ahead(batches, context=context, name="tuner-read")) as source:
+            first = next(source, None)
+            if first is None:
+                return
+            forward = tf.function(
+                lambda x: model(tf.cast(x, tf.float32), training=False),
+                input_signature=[
+                    tf.TensorSpec((None,) + tuple(sample_shape), tf.as_dtype(first.dtype))
+                ],
+            )
+            yield call(forward, first)  # traced here, once, before any concurrent call
+            with concurrent.futures.ThreadPoolExecutor(
+                streams, thread_name_prefix="tuner-forward"
+            ) as pool:
+                pending: collections.deque[concurrent.futures.Future] = collections.deque()
+                try:
+                    for xb in source:
+                        pending.append(pool.submit(call, forward, xb))
+                        if len(pending) > streams:
+                            yield pending.popleft().result()
+                    while pending:
+                        yield pending.popleft().result()
+                finally:
+                    for future in pending:
+                        future.cancel()
+
+    return ahead(outputs(), context=context, name="tuner-forward")
+
+
+def _strategy_context() -> Any:
+    """The caller's `tf.distribute` strategy scope, for threads that build or run its models."""
+    if not tf.distribute.has_strategy():
+        return None
+    return tf.distribute.get_strategy().scope
 
 
 def pixel_batches(
     pixels: np.ndarray, batch: int, *, views: int = 1, augmenter: keras.Model | None = None
 ) -> Iterator[np.ndarray]:
-    """Float32 batches of `pixels`; with an `augmenter`, `views` augmented passes (view-major)."""
+    """Batches of `pixels` as stored (uint8); with an `augmenter`, `views` augmented passes
+    (view-major), as float32."""
     for _view in range(views if augmenter is not None else 1):
         for start in range(0, len(pixels), batch):
-            xb = pixels[start : start + batch].astype("float32")
+            xb = np.asarray(pixels[start : start + batch])
             if augmenter is not None:
-                xb = np.asarray(augmenter(xb, training=True))
+                xb = np.asarray(augmenter(xb.astype("float32"), training=True))
             yield xb
+
+
+# Batches of a frozen forward pass computed at once (`run_frozen`).
+FORWARD_STREAMS = 2
 
 
 def build_batch(config: SearchConfig) -> int:

@@ -11,6 +11,7 @@ per-channel statistics (`tuner.model.FeatureStats`) and the linear head (`tuner.
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +51,28 @@ def image_sizes(config: SearchConfig) -> dict[str, int]:
     return {name: config.image_size or get_backbone(name).default_size for name in config.backbones}
 
 
-def resolve_weights(config: SearchConfig, backbone: Backbone, size: int) -> Weights:
+def resolve_weights(
+    config: SearchConfig,
+    backbone: Backbone,
+    size: int,
+    keep: Callable[[keras.Model], None] | None = None,
+) -> Weights:
     """Resolves `--weights` for one backbone at one size.
 
     Random init (`none`) is drawn once, seeded, and saved under the project directory, so that
     every trial, every process and every rebuild (checkpoints, export) sees the same frozen
-    weights, and the cache fingerprint can name them exactly.
+    weights, and the cache fingerprint can name them exactly. When this call draws it, the
+    model it drew is handed to `keep`: it holds exactly the saved weights, so the first build
+    need not be made and loaded again.
     """
     choice = config.weights
     if choice == "imagenet":
         return Weights("imagenet", "imagenet", f"imagenet:{keras.__version__}")
     if choice == "none":
         path = config.project_dir / "init" / f"{backbone.name}-{size}.weights.h5"
-        _ensure_random_init(backbone, size, path, config.seed)
+        drawn = _ensure_random_init(backbone, size, path, config.seed)
+        if drawn is not None and keep is not None:
+            keep(drawn)
         return Weights(str(path), "none", f"none:{file_sha256(path)[:16]}")
     # The key names the file by its sha256; the origin says what it is when it was made by
     # tuner.weights (for example HED's edge-detection VGG16), else the same sha.
@@ -72,17 +82,19 @@ def resolve_weights(config: SearchConfig, backbone: Backbone, size: int) -> Weig
     return Weights(choice, describe(choice) or key, key)
 
 
-def _ensure_random_init(backbone: Backbone, size: int, path: Path, seed: int) -> None:
+def _ensure_random_init(backbone: Backbone, size: int, path: Path, seed: int) -> keras.Model | None:
+    """Draws and saves the random init at `path` unless it exists; returns the drawn model."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Several workers of a distributed search share the project folder: one draws the init.
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
-            return
+            return None
         keras.utils.set_random_seed(seed)
         model = build_backbone(backbone, size, None)
         # Keras saves weights only to a name that ends in ".weights.h5".
         atomic_write(path, model.save_weights, suffix=".weights.h5")
+        return model
 
 
 class Features:
@@ -119,6 +131,7 @@ class Features:
             else None
         )
         self._weights: dict[str, Weights] = {}
+        self._drawn: dict[str, keras.Model] = {}  # a random init drawn here, not yet handed out
         self._sessions: dict[str, BackboneSession] = {}
         self._pooled: dict[tuple[str, str], np.ndarray] = {}  # the no-cache path's, in memory
         self._stats: dict[str, FeatureStats] = {}
@@ -128,13 +141,23 @@ class Features:
         """The starting weights of backbone `name` (resolved once)."""
         if name not in self._weights:
             size = self.image_sizes[name]
-            self._weights[name] = resolve_weights(self.config, get_backbone(name), size)
+            self._weights[name] = resolve_weights(
+                self.config,
+                get_backbone(name),
+                size,
+                keep=lambda model: self._drawn.__setitem__(name, model),
+            )
         return self._weights[name]
 
     def build_backbone(self, name: str) -> keras.Model:
-        """A new build of backbone `name` with its starting weights."""
+        """A new build of backbone `name` with its starting weights (the first, when this process
+        drew the random init, is the very model it drew)."""
         spec = get_backbone(name)
-        return build_backbone(spec, self.image_sizes[name], self.weights(name).argument)
+        weights = self.weights(name)
+        drawn = self._drawn.pop(name, None)
+        if drawn is not None:
+            return drawn
+        return build_backbone(spec, self.image_sizes[name], weights.argument)
 
     def session(self, name: str) -> BackboneSession:
         """Backbone `name` built once for this process, with its cached activations."""
