@@ -358,7 +358,6 @@ def test_a_derived_entry_built_elsewhere_meanwhile_still_gives_the_others(
         np.testing.assert_array_equal(np.asarray(session.features("train", cut)), expected[cut])
 
 
-
 def test_entries_are_the_same_whatever_the_forward_streams(search_config, prepared, monkeypatch):
     """The frozen passes run two batches at once by default (`FORWARD_STREAMS`): every entry, the
     deepest cut's and the derived ones, holds exactly what one batch at a time gives."""
