@@ -233,9 +233,11 @@ def resize_like_training(pixels: Any, size: int) -> np.ndarray:
 
 def _resize(pixels: Any, size: int) -> np.ndarray:
     if tuple(pixels.shape[:2]) == (size, size):
-        # A bilinear resize onto the same grid samples every pixel at its own center: the
-        # values come back unchanged (tests/test_decode.py), so the resize is skipped.
-        return np.asarray(pixels, dtype=np.uint8)
+        # A bilinear resize onto the same grid samples every pixel at its own center: uint8
+        # values come back unchanged (tests/test_data.py), so the resize is skipped.
+        array = np.asarray(pixels)
+        if array.dtype == np.uint8:
+            return array
     tf = _tf()
     # Exactly keras.layers.Resizing(size, size, interpolation="bilinear") on the TF backend: the
     # layer casts to float32 and calls tf.image.resize with antialias=False.
