@@ -387,25 +387,19 @@ def with_preprocessing(model: keras.Model, spec: Backbone, size: int) -> keras.M
 
 
 def run_frozen(
-    model: keras.Model,
-    batches: Iterable[np.ndarray],
-    sample_shape: tuple[int, ...],
-    *,
-    streams: int | None = None,
+    model: keras.Model, batches: Iterable[np.ndarray], sample_shape: tuple[int, ...]
 ) -> Iterator[np.ndarray]:
     """`model` in inference mode over `batches`, traced once (a free batch size).
 
     Batches may hold any real dtype (uint8 pixels, float16 activations): they are widened to
     float32 inside the traced call, exactly. Three things run at once, each in its own thread
     (`tuner.pipeline.ahead`): reading the next batches, the forward pass, and the consumer (a
-    cache build's cast, checks, hash and write). The forward pass runs `streams` batches at a
-    time (default `FORWARD_STREAMS`): on a 2-core CPU two concurrent calls keep both cores busier
-    than one call's own intra-op threads do (docs/design.md §1). Each batch is computed alone by
-    the same traced function, so the outputs are the same, in the same order, whatever `streams`.
+    cache build's cast, checks, hash and write). The forward pass runs `FORWARD_STREAMS` batches
+    at a time: on a 2-core CPU two concurrent calls keep both cores busier than one call's own
+    intra-op threads do (docs/design.md §1). Each batch is computed alone by the same traced
+    function, so the outputs are the same, in the same order, whatever the number of streams.
     """
-    streams = FORWARD_STREAMS if streams is None else streams
-    if streams < 1:
-        raise ValueError(f"streams must be at least 1. Received: streams={streams}")
+    streams = FORWARD_STREAMS
     context = _strategy_context()
 
     def call(forward: Any, xb: np.ndarray) -> Any:
