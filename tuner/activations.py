@@ -361,7 +361,7 @@ class BackboneSession:
         batch = build_batch(self.config)
         batches = (np.asarray(rows[start : start + batch]) for start in range(0, len(rows), batch))
         for outputs in run_frozen(model, batches, tuple(rows.shape[1:])):
-            yield [np.asarray(o) for o in tf.nest.flatten(outputs)]
+            yield tf.nest.flatten(outputs)  # numpy arrays already (`run_frozen`)
 
 
 def read_spill(spill: Any, row_shape: tuple[int, ...], rows: int, batch: int = 256):
