@@ -24,9 +24,12 @@ What is counted:
                   and the part of it that built cache entries (the frozen forward pass over
                   every image, and the layers between cuts), which no cached search can skip.
     bound         per phase (and per unfreeze depth the search used), the full model's train step
-                  over its cached counterpart's, on the same batch in-process (median of 5 steps
-                  after 2 warm-up steps): the most the cache can win per epoch of that phase,
-                  printed beside the per-epoch ratio the two searches measured.
+                  over its cached counterpart's, on the same batch in-process: the most the cache
+                  can win per epoch of that phase, printed beside the per-epoch ratio the two
+                  searches measured on the same trials. Each trial's own models are timed (its
+                  head width, its cut), the full and cached steps in alternation (median of 9
+                  rounds after 2 warm-up steps each), fed uint8 pixels and float16 activations
+                  as the search feeds them; a phase's bound weights its trials by their epochs.
 
 The cached run goes first and pays for TensorFlow's first-use warm-up, which favours the no-cache
 run. Both runs share 2 noisy CPU cores with whatever else runs on the machine: rerun before
@@ -76,7 +79,7 @@ LARGE: dict[str, Any] = {
     "max_trials": 8,
     "epochs_head": 4,
     "epochs_finetune": 4,
-    "nocache_trials": 5,
+    "nocache_trials": 6,
 }
 CLASSES = ("checks", "dots", "stripes")
 DRAW_SIZE = 128  # pixels of the generated images; the search resizes them to --image-size
@@ -85,6 +88,7 @@ BOUND_SHARE_TARGET = 0.8  # each phase's per-epoch ratio at least this share of 
 OUTSIDE_TARGET = 0.10  # at most this share of cached wall time outside training
 IDEAL_SHARE_TARGET = 0.8  # end to end at least this share of the ideal ratio
 ACCURACY_TARGET = 1.0  # best val accuracy within this many points of the no-cache run
+STEP_REPEATS = 9  # timed rounds (one full step, one cached step) per bound, after 2 warm-ups each
 # Every trial fine-tunes: unfreeze_blocks >= 1 makes phase 2 happen, so its per-epoch cost can be
 # compared. Layered last, over default.toml and the backbone family's file.
 SPACE_TOML = """\
@@ -141,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--nocache-trials",
         type=int,
         help="run only the first N trials without the cache and extrapolate the rest "
-        "(default: all; 5 with --large: at seed 1 the fifth is the first to unfreeze 2 blocks)",
+        "(default: all; 6 with --large: at seed 1 the fifth and sixth trials are the first to "
+        "unfreeze 2 blocks, so each depth is measured on more than one trial)",
     )
     parser.add_argument("--backbone", help=f"default: {DEFAULTS['backbone']}")
     parser.add_argument("--image-size", type=int, help=f"default: {DEFAULTS['image_size']}")
@@ -404,16 +409,10 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
         if (a.get("best") or {}).get("val_accuracy") is not None
         and (b.get("best") or {}).get("val_accuracy") is not None
     ]
-    ks = sorted(
-        {
-            int(t["hyperparameters"]["finetune/unfreeze_blocks"])
-            for t in cached.trials
-            if t.get("hyperparameters")
-        }
-        - {0}
+    say("step bounds: full vs cached train step on one batch, for each model the trials trained")
+    bounds = step_bounds(
+        settings, projects["cached"] / "init" / init_name, cached.n_classes, cached.trials
     )
-    say(f"step bounds: full vs cached train step on one batch, phase 1 and cuts k={ks}")
-    bounds = step_bounds(settings, projects["cached"] / "init" / init_name, cached.n_classes, ks)
     say("model.predict throughput of the backbone, for the cache builds to be measured against")
     predict = predict_throughput(settings, projects["cached"] / "init" / init_name)
     built = (
@@ -440,16 +439,25 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     }
 
 
-def _step_seconds(model: Any, x: Any, y: Any, repeats: int = 5) -> float:
-    """Median seconds of one `train_on_batch` step, after two warm-up steps (tracing)."""
+def _alternating_steps(
+    full: Any, full_batch: tuple[Any, Any], cached: Any, cached_batch: tuple[Any, Any]
+) -> tuple[float, float]:
+    """Median seconds of one `train_on_batch` step of each model, timed in alternation.
+
+    Two warm-up steps each first (tracing), then `STEP_REPEATS` rounds of one full step and one
+    cached step: a slow spell on the machine lands on both sides, not on whichever was timed in
+    it."""
     for _ in range(2):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        full.train_on_batch(*full_batch)
+        cached.train_on_batch(*cached_batch)
+    times: dict[str, list[float]] = {"full": [], "cached": []}
+    for _ in range(STEP_REPEATS):
+        for name, model, batch in (("full", full, full_batch), ("cached", cached, cached_batch)):
+            start = time.perf_counter()
+            model.train_on_batch(*batch)
+            times[name].append(time.perf_counter() - start)
+    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    return median["full"], median["cached"]
 
 
 def predict_throughput(settings: dict[str, Any], init_file: Path, images: int = 256) -> float:
@@ -475,15 +483,33 @@ def predict_throughput(settings: dict[str, Any], init_file: Path, images: int = 
     return images / (time.perf_counter() - start)
 
 
-def step_bounds(
-    settings: dict[str, Any], init_file: Path, n_classes: int, ks: list[int]
-) -> list[dict[str, Any]]:
-    """What the cache can win per training step, measured in-process on the same batch.
+def _units(trial: dict[str, Any]) -> int:
+    return int(trial.get("hyperparameters", {}).get("head/units", 0))
 
-    Phase 1: the full model with the backbone frozen against the head alone on pooled features.
-    Phase 2, for each unfreeze depth the search used: the full model with the top k blocks
-    trainable against those blocks and the head on activations cached at the cut. The ratio of
-    the two is the bound on the per-epoch speed-up of that phase.
+
+def _step_key(trial: dict[str, Any], phase: str) -> tuple[int, int, int] | None:
+    """(phase, unfreeze blocks, head units): the models a trial trained in `phase`, as
+    `step_bounds` times them; None where the phase ran no gradient epochs (a linear head's phase
+    1 is a closed-form fit and one scoring pass)."""
+    if not _epochs(trial, phase):
+        return None
+    if phase == "phase1":
+        return None if _linear(trial) else (1, 0, _units(trial))
+    return (2, _k(trial), _units(trial))
+
+
+def step_bounds(
+    settings: dict[str, Any], init_file: Path, n_classes: int, trials: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What the cache can win per training step, measured in-process on the same batch, for the
+    very models the search's `trials` trained.
+
+    One row per (phase, unfreeze depth, head width) among the trials. Phase 1: the full model with
+    the backbone frozen against the head alone on pooled features. Phase 2: the full model with
+    the top k blocks trainable against those blocks and the head on activations cached at the
+    cut. Each side is fed what the search feeds it: uint8 pixels to the full model, float16
+    activations (the cache's dtype) to the cached one, both widened inside the traced step. The
+    ratio of the two steps is the bound on the per-epoch speed-up of that phase.
     """
     import keras
     import numpy as np
@@ -498,14 +524,17 @@ def step_bounds(
     size = settings["image_size"]
     batch = settings["batch_size"]
     rng = np.random.default_rng(settings["seed"])
-    x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    x = rng.integers(0, 256, (batch, size, size, 3), dtype="uint8")
     y = labels_for(rng.integers(0, n_classes, batch), n_classes)
+    keys = sorted(
+        {key for t in trials for phase in ("phase1", "phase2") if (key := _step_key(t, phase))}
+    )
     rows = []
-    for k in [0, *ks]:
+    for phase, k, units in keys:
         keras.backend.clear_session()
         backbone = build_backbone(spec, size, str(init_file))
         head = build_head(
-            int(backbone.output.shape[-1]), units=256, dropout=0.2, n_classes=n_classes
+            int(backbone.output.shape[-1]), units=units, dropout=0.2, n_classes=n_classes
         )
         full = build_classifier(backbone, head, image_size=size, preprocessing=spec.preprocessing)
         cut = cuts.unfreeze_cut(backbone, spec.block_pattern, k) if k else len(backbone.layers) - 1
@@ -514,7 +543,6 @@ def step_bounds(
         else:
             backbone.trainable = False
         compile_model(full, 1e-5, n_classes)
-        full_s = _step_seconds(full, x, y)
         if k:
             bottom, top = cuts.split(backbone, cut)
             inputs = with_preprocessing(bottom, spec, size).predict(x, verbose=0)
@@ -523,11 +551,12 @@ def step_bounds(
             inputs = with_preprocessing(backbone, spec, size).predict(x, verbose=0)
             cached = head
         compile_model(cached, 1e-5, n_classes)
-        cached_s = _step_seconds(cached, inputs, y)
+        full_s, cached_s = _alternating_steps(full, (x, y), cached, (inputs.astype("float16"), y))
         rows.append(
             {
-                "phase": 2 if k else 1,
+                "phase": phase,
                 "unfreeze_blocks": k,
+                "units": units,
                 "full_step_s": full_s,
                 "cached_step_s": cached_s,
                 "bound": full_s / cached_s if cached_s else None,
@@ -543,17 +572,30 @@ def bounds_table(numbers: dict[str, Any]) -> Any:
     table = Table(
         title="what the cache can win per step (bound) and what each phase got",
         title_justify="left",
-        caption="measured/epoch: no-cache over cached seconds per epoch, on the trials both ran "
-        "(phase 1: dense heads only; '-': no such trial in both runs)",
+        caption="on the trials both runs trained (phase 1: dense heads only); heads: their widths "
+        "(0: linear); steps: the medians of each trial's own models, epoch-weighted; bound: "
+        "full over cached step; measured/epoch: no-cache over cached seconds per epoch",
         caption_justify="left",
     )
-    columns = ("phase", "unfreeze", "full step", "cached step", "bound", "measured/epoch", "share")
+    columns = (
+        "phase",
+        "unfreeze",
+        "heads",
+        "trials",
+        "full step",
+        "cached step",
+        "bound",
+        "measured/epoch",
+        "share",
+    )
     for column in columns:
         table.add_column(column, justify="right")
     for row in numbers["per_phase"]:
         table.add_row(
             str(row["phase"]),
             str(row["unfreeze_blocks"] or "-"),
+            ",".join(str(u) for u in row["units"]),
+            f"{row['trials']} ({row['epochs']} ep)",
             f"{1000 * row['full_step_s']:.0f} ms",
             f"{1000 * row['cached_step_s']:.1f} ms",
             _x(row["bound"]),
@@ -616,7 +658,11 @@ def extrapolate(
         for k in {_k(t) for t in sub}
         if (v := _per_epoch(sub, "phase2", lambda t, k=k: _k(t) == k))
     }
-    full = {row["unfreeze_blocks"]: row["full_step_s"] for row in bounds if row["phase"] == 2}
+    full: dict[int, list[float]] = {}
+    for row in bounds:
+        if row["phase"] == 2:
+            full.setdefault(row["unfreeze_blocks"], []).append(row["full_step_s"])
+    full_k = {k: sum(v) / len(v) for k, v in full.items()}  # mean over the head widths
     outside = (nocache.search_s - nocache.training_s) / len(sub)
     total = 0.0
     for trial in missing:
@@ -624,7 +670,7 @@ def extrapolate(
         per_p2 = p2.get(k)
         if per_p2 is None and p2 and _epochs(trial, "phase2"):
             near = min(p2, key=lambda m: abs(m - k))
-            per_p2 = p2[near] * full[k] / full[near]
+            per_p2 = p2[near] * full_k[k] / full_k[near]
         per_p1 = p1.get(int(_linear(trial))) or any_p1 or 0.0
         total += _epochs(trial, "phase1") * per_p1 + _epochs(trial, "phase2") * (per_p2 or 0.0)
         total += outside
@@ -634,33 +680,64 @@ def extrapolate(
 def per_phase(
     cached: RunResult, nocache: RunResult, bounds: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Each bound row with the per-epoch ratio measured on the trials both runs trained."""
+    """Per phase (and unfreeze depth), on the trials both runs trained: the per-epoch ratio the
+    two searches measured, beside the bound of the same trials.
+
+    Both are ratios of sums over those trials' epochs. The measured one divides the no-cache
+    seconds by the cached seconds; the bound divides the full steps by the cached steps, each
+    trial's own models (its head width, its cut) weighted by its epochs. Phase 1 counts dense-head
+    trials only: a linear head's phase 1 is a closed-form fit and one scoring pass, not steps.
+    """
+    steps = {(r["phase"], r["unfreeze_blocks"], r["units"]): r for r in bounds}
     ran = {t["trial_id"] for t in nocache.trials}
     mine = [t for t in cached.trials if t["trial_id"] in ran]
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for trial in mine:
+        for phase in ("phase1", "phase2"):
+            key = _step_key(trial, phase)
+            if key is not None and key in steps:
+                groups.setdefault(key[:2], []).append(trial)
     rows = []
-    for row in bounds:
-        k = row["unfreeze_blocks"]
-        phase = "phase1" if row["phase"] == 1 else "phase2"
-        # Phase 1's bound is about gradient steps: a linear head's phase 1 is a closed-form fit
-        # and one scoring pass, not steps, so only dense-head trials are compared with it.
-        pick = (lambda t: not _linear(t)) if row["phase"] == 1 else (lambda t, k=k: _k(t) == k)
+    for (number, k), trials in sorted(groups.items()):
+        phase = f"phase{number}"
+        epochs = full = fast = 0.0
+        for trial in trials:
+            row = steps[_step_key(trial, phase)]  # type: ignore[index]
+            epochs += _epochs(trial, phase)
+            full += _epochs(trial, phase) * row["full_step_s"]
+            fast += _epochs(trial, phase) * row["cached_step_s"]
+        picked = {t["trial_id"] for t in trials}
+        pick = lambda t, picked=picked: t["trial_id"] in picked  # noqa: E731
         measured = ratio(_per_epoch(nocache.trials, phase, pick), _per_epoch(mine, phase, pick))
-        share = measured / row["bound"] if measured is not None and row["bound"] else None
-        rows.append(row | {"measured": measured, "share_of_bound": share})
+        bound = ratio(full, fast)
+        rows.append(
+            {
+                "phase": number,
+                "unfreeze_blocks": k,
+                "units": sorted({_units(t) for t in trials}),
+                "trials": len(trials),
+                "epochs": int(epochs),
+                "full_step_s": full / epochs,
+                "cached_step_s": fast / epochs,
+                "bound": bound,
+                "measured": measured,
+                "share_of_bound": measured / bound if measured is not None and bound else None,
+            }
+        )
     return rows
 
 
 def ideal_ratio(trials: list[dict[str, Any]], bounds: list[dict[str, Any]]) -> float | None:
     """The end-to-end ratio if every epoch cost its step time on both paths and nothing else did:
-    each trial's epochs per phase (and cut) weighted by the full and the cached step."""
-    steps = {(row["phase"], row["unfreeze_blocks"]): row for row in bounds}
+    each trial's epochs per phase weighted by the full and the cached step of its own models."""
+    steps = {(r["phase"], r["unfreeze_blocks"], r["units"]): r for r in bounds}
     full = cached = 0.0
     for trial in trials:
-        for phase, key in (("phase1", (1, 0)), ("phase2", (2, _k(trial)))):
-            epochs = _epochs(trial, phase)
-            if epochs and key in steps:
-                full += epochs * steps[key]["full_step_s"]
-                cached += epochs * steps[key]["cached_step_s"]
+        for phase in ("phase1", "phase2"):
+            key = _step_key(trial, phase)
+            if key is not None and key in steps:
+                full += _epochs(trial, phase) * steps[key]["full_step_s"]
+                cached += _epochs(trial, phase) * steps[key]["cached_step_s"]
     return ratio(full, cached)
 
 
