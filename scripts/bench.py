@@ -39,6 +39,7 @@ trusting a small difference.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -70,8 +71,8 @@ QUICK: dict[str, Any] = {
     "max_trials": 2,
 }
 # The larger case: enough images and epochs that fixed costs stop dominating. The no-cache run
-# trains only the first NOCACHE_TRIALS of the same trials; the rest are extrapolated per trial
-# from them (`extrapolate`), and the output says so.
+# trains only a subset of the same trials ("cover": `cover_trials`); the rest are extrapolated per
+# trial from them (`extrapolate`), and the output says so.
 LARGE: dict[str, Any] = {
     "backbone": "xception",
     "image_size": 128,
@@ -79,7 +80,7 @@ LARGE: dict[str, Any] = {
     "max_trials": 8,
     "epochs_head": 4,
     "epochs_finetune": 4,
-    "nocache_trials": 6,
+    "nocache_trials": "cover",
 }
 CLASSES = ("checks", "dots", "stripes")
 DRAW_SIZE = 128  # pixels of the generated images; the search resizes them to --image-size
@@ -120,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"the larger case: {LARGE['backbone']} at {LARGE['image_size']}px, "
         f"{LARGE['images']} images, {LARGE['max_trials']} trials x ({LARGE['epochs_head']} + "
-        f"{LARGE['epochs_finetune']}) epochs, no-cache on the first {LARGE['nocache_trials']} "
-        "trials only (the rest extrapolated)",
+        f"{LARGE['epochs_finetune']}) epochs, no-cache on a subset of the trials only "
+        f"(--nocache-trials {LARGE['nocache_trials']}; the rest extrapolated)",
     )
     parser.add_argument(
         "--memory",
@@ -143,10 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--nocache-trials",
-        type=int,
-        help="run only the first N trials without the cache and extrapolate the rest "
-        "(default: all; 6 with --large: at seed 1 the fifth and sixth trials are the first to "
-        "unfreeze 2 blocks, so each depth is measured on more than one trial)",
+        type=nocache_trials_arg,
+        metavar="WHICH",
+        help="which of the cached run's trials the no-cache run trains, with the same "
+        "hyperparameters and trial seeds; the others are extrapolated from them. N: the first N; "
+        "a comma list of trial ids (2,4); 'cover': the fewest that measure every phase the "
+        "search ran (dense-head phase 1, and phase 2 at each unfreeze depth) at least once; "
+        "'all' (the default; 'cover' with --large)",
     )
     parser.add_argument("--backbone", help=f"default: {DEFAULTS['backbone']}")
     parser.add_argument("--image-size", type=int, help=f"default: {DEFAULTS['image_size']}")
@@ -174,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the numbers here")
     parser.add_argument("--verbose", action="store_true", help="show each run's epochs")
     return parser
+
+
+def nocache_trials_arg(text: str) -> int | str | list[str]:
+    """`--nocache-trials`: 'all', 'cover', a count, or a comma list of trial ids."""
+    text = text.strip().lower()
+    if text in ("all", "cover"):
+        return text
+    if text.isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected at least 1 trial. Received: {text}")
+        return int(text)
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids or not all(part.isdigit() for part in ids):
+        raise argparse.ArgumentTypeError(
+            f"expected 'all', 'cover', a count or trial ids like 2,4. Received: {text}"
+        )
+    return ids
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -333,6 +354,87 @@ def run_search(
     return result
 
 
+def cover_trials(trials: list[dict[str, Any]]) -> list[str]:
+    """The fewest of `trials` (greedily) that measure every phase the search ran at least once:
+    phase 1 of a dense head, and phase 2 at each unfreeze depth. A trial that measures more of
+    the phases still missing goes first; among equals, the earlier one."""
+
+    def groups(trial: dict[str, Any]) -> set[tuple[int, int]]:
+        keys = (_step_key(trial, phase) for phase in ("phase1", "phase2"))
+        return {key[:2] for key in keys if key is not None}
+
+    needed = set().union(*(groups(t) for t in trials)) if trials else set()
+    chosen: list[dict[str, Any]] = []
+    while needed:
+        best = max(
+            (t for t in trials if t not in chosen),
+            key=lambda t: (len(groups(t) & needed), -_trial_order(t["trial_id"])[0]),
+        )
+        chosen.append(best)
+        needed -= groups(best)
+    return sorted((t["trial_id"] for t in chosen), key=_trial_order)
+
+
+def nocache_subset(which: Any, trials: list[dict[str, Any]]) -> list[str] | None:
+    """The trial ids the no-cache run trains (`--nocache-trials`), in order; None: all."""
+    ids = [t["trial_id"] for t in trials]
+    if which is None or which == "all":
+        return None
+    if which == "cover":
+        chosen = cover_trials(trials)
+    elif isinstance(which, int):
+        chosen = ids[:which]
+    else:
+        unknown = sorted(set(which) - set(ids), key=_trial_order)
+        if unknown:
+            raise SystemExit(
+                f"error: --nocache-trials names trials the cached run did not have: "
+                f"{', '.join(unknown)}. It ran: {', '.join(ids)}"
+            )
+        chosen = sorted(set(which), key=_trial_order)
+    return None if chosen == ids else chosen
+
+
+@contextlib.contextmanager
+def replaying(trials: list[dict[str, Any]]) -> Any:
+    """While open, a search trains exactly `trials` (the cached run's), in their order, each with
+    its hyperparameters and its trial seed: an oracle that hands out those values, and the seed
+    of the original trial id for the replayed one. The replayed run numbers its trials 0, 1, ...;
+    `original_ids` maps them back."""
+    import keras_tuner as kt
+
+    from tuner import engine
+
+    values = [dict(t["hyperparameters"]) for t in trials]
+    ids = [t["trial_id"] for t in trials]
+
+    class Replay(kt.oracles.RandomSearchOracle):
+        def populate_space(self, trial_id: str) -> dict[str, Any]:
+            index = int(trial_id)
+            if index >= len(values):
+                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values[index]}
+
+    def make_oracle(config: Any, *, max_retries: int = 0) -> Any:
+        return Replay(
+            objective=kt.Objective(config.objective, direction=config.direction),
+            max_trials=len(values),
+            seed=config.seed,
+            max_retries_per_trial=max_retries,
+            max_consecutive_failed_trials=None,
+        )
+
+    def trial_seed(seed: int, trial_id: str) -> int:
+        return original_seed(seed, ids[int(trial_id)])
+
+    original_oracle, original_seed = engine.make_oracle, engine.trial_seed
+    engine.make_oracle, engine.trial_seed = make_oracle, trial_seed
+    try:
+        yield ids
+    finally:
+        engine.make_oracle, engine.trial_seed = original_oracle, original_seed
+
+
 def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -> dict[str, Any]:
     """Runs the cached search, then the no-cache one from the same random init."""
     from tuner.backbones import file_sha256, get_backbone
@@ -352,11 +454,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     for project in projects.values():
         shutil.rmtree(project, ignore_errors=True)  # a stale cache or init would skew the run
 
-    subset = settings.get("nocache_trials")
-    subset = None if subset is None or subset >= settings["max_trials"] else subset
-
-    def config(label: str) -> SearchConfig:
-        trials = subset if (label == "no-cache" and subset) else settings["max_trials"]
+    def config(label: str, trials: int) -> SearchConfig:
         return SearchConfig(
             data=data,
             backbones=(spec.name,),
@@ -378,8 +476,9 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
 
     init_name = f"{spec.name}-{settings['image_size']}.weights.h5"
     say(f"cached run: {spec.name} @{settings['image_size']}px, {settings['max_trials']} trials")
-    cached = run_search("cached", config("cached"), space, verbose)
+    cached = run_search("cached", config("cached", settings["max_trials"]), space, verbose)
     say(f"cached run done in {cached.wall_s:.1f}s")
+    subset = nocache_subset(settings.get("nocache_trials"), cached.trials)
 
     # The no-cache run must start from the very same random init: put the cached run's file where
     # the no-cache search looks, so it is loaded instead of drawn again.
@@ -387,14 +486,24 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     init.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(projects["cached"] / "init" / init_name, init)
     say(
-        "no-cache run (same init, oracle, seed, trials and epochs"
-        + (f"; the first {subset} trials only)" if subset else ")")
+        "no-cache run (same init, hyperparameters, trial seeds and epochs"
+        + (f"; trials {', '.join(subset)} only)" if subset else ")")
     )
-    nocache = run_search("no-cache", config("no-cache"), space, verbose)
+    ids = [t["trial_id"] for t in cached.trials]
+    if subset is None or subset == ids[: len(subset)]:  # all, or the first N: the same oracle
+        trials = len(subset) if subset else settings["max_trials"]
+        nocache = run_search("no-cache", config("no-cache", trials), space, verbose)
+    else:
+        picked = [t for t in cached.trials if t["trial_id"] in subset]
+        with replaying(picked) as original_ids:
+            nocache = run_search("no-cache", config("no-cache", len(picked)), space, verbose)
+        for trial, original in zip(nocache.trials, original_ids, strict=False):
+            trial["replayed_as"], trial["trial_id"] = trial["trial_id"], original
     say(f"no-cache run done in {nocache.wall_s:.1f}s")
 
     same_init = file_sha256(cached.init_file) == file_sha256(nocache.init_file)
-    matched = cached.trials[: len(nocache.trials)]  # the no-cache run may be a subset
+    by_id = {t["trial_id"]: t for t in cached.trials}
+    matched = [by_id[t["trial_id"]] for t in nocache.trials if t["trial_id"] in by_id]
     same_trials = [t["hyperparameters"] for t in matched] == [
         t["hyperparameters"] for t in nocache.trials
     ]
@@ -405,7 +514,7 @@ def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -
     # to float16 cache rounding; a large gap points at a bug in one path, not at speed.
     gaps = [
         abs(a["best"]["val_accuracy"] - b["best"]["val_accuracy"])
-        for a, b in zip(cached.trials, nocache.trials, strict=False)
+        for a, b in zip(matched, nocache.trials, strict=False)
         if (a.get("best") or {}).get("val_accuracy") is not None
         and (b.get("best") or {}).get("val_accuracy") is not None
     ]
