@@ -607,6 +607,11 @@ def _step_key(trial: dict[str, Any], phase: str) -> tuple[int, int, int] | None:
     return (2, _k(trial), _units(trial))
 
 
+def _bounds_by_key(bounds: list[dict[str, Any]]) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """`step_bounds` rows by their `_step_key`."""
+    return {(r["phase"], r["unfreeze_blocks"], r["units"]): r for r in bounds}
+
+
 def step_bounds(
     settings: dict[str, Any], init_file: Path, n_classes: int, trials: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -797,7 +802,7 @@ def per_phase(
     trial's own models (its head width, its cut) weighted by its epochs. Phase 1 counts dense-head
     trials only: a linear head's phase 1 is a closed-form fit and one scoring pass, not steps.
     """
-    steps = {(r["phase"], r["unfreeze_blocks"], r["units"]): r for r in bounds}
+    steps = _bounds_by_key(bounds)
     ran = {t["trial_id"] for t in nocache.trials}
     mine = [t for t in cached.trials if t["trial_id"] in ran]
     groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
@@ -839,7 +844,7 @@ def per_phase(
 def ideal_ratio(trials: list[dict[str, Any]], bounds: list[dict[str, Any]]) -> float | None:
     """The end-to-end ratio if every epoch cost its step time on both paths and nothing else did:
     each trial's epochs per phase weighted by the full and the cached step of its own models."""
-    steps = {(r["phase"], r["unfreeze_blocks"], r["units"]): r for r in bounds}
+    steps = _bounds_by_key(bounds)
     full = cached = 0.0
     for trial in trials:
         for phase in ("phase1", "phase2"):
