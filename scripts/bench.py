@@ -805,21 +805,20 @@ def per_phase(
     steps = _bounds_by_key(bounds)
     ran = {t["trial_id"] for t in nocache.trials}
     mine = [t for t in cached.trials if t["trial_id"] in ran]
-    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    # (phase, unfreeze depth) -> the trials of that group, each with its epochs and its bound row
+    groups: dict[tuple[int, int], list[tuple[dict[str, Any], int, dict[str, Any]]]] = {}
     for trial in mine:
         for phase in ("phase1", "phase2"):
             key = _step_key(trial, phase)
             if key is not None and key in steps:
-                groups.setdefault(key[:2], []).append(trial)
+                groups.setdefault(key[:2], []).append((trial, _epochs(trial, phase), steps[key]))
     rows = []
-    for (number, k), trials in sorted(groups.items()):
+    for (number, k), members in sorted(groups.items()):
         phase = f"phase{number}"
-        epochs = full = fast = 0.0
-        for trial in trials:
-            row = steps[_step_key(trial, phase)]  # type: ignore[index]
-            epochs += _epochs(trial, phase)
-            full += _epochs(trial, phase) * row["full_step_s"]
-            fast += _epochs(trial, phase) * row["cached_step_s"]
+        trials = [trial for trial, _, _ in members]
+        epochs = sum(e for _, e, _ in members)
+        full = sum(e * row["full_step_s"] for _, e, row in members)
+        fast = sum(e * row["cached_step_s"] for _, e, row in members)
         picked = {t["trial_id"] for t in trials}
         pick = lambda t, picked=picked: t["trial_id"] in picked  # noqa: E731
         measured = ratio(_per_epoch(nocache.trials, phase, pick), _per_epoch(mine, phase, pick))
