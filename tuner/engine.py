@@ -305,8 +305,10 @@ class TransferTuner(kt.Tuner):
         # resumable. KerasTuner's own limit raises before saving (docs/design.md §3) and counts
         # failures of earlier runs too, so a resumed search would stop again at once: the limit
         # is counted here instead, over this process's trials.
-        """Records the trial's time and stops the search after too many failures in a row."""
+        """Records the trial's time, hands the memory it freed back to the system, and stops the
+        search after too many failures in a row."""
         super().on_trial_end(trial)
+        heap.trim()  # what the trial freed leaves the resident set (tuner.heap)
         self._trial_seconds.append(time.monotonic() - self._trial_started)
         if trial.status == kt.engine.trial.TrialStatus.FAILED:
             self.consecutive_failures += 1
