@@ -4,9 +4,13 @@ Usage (through bench.py, which generates the images and starts one child process
     python scripts/bench.py --memory
 
 Each run is a child process (`python scripts/bench_memory.py --child ...`) that runs one cached
-search and nothing else; the parent reads the child's peak resident set size from `os.wait4`, so
-nothing of the parent (the image generation, earlier runs) is counted. The child also reports its
-resident memory after every trial, which shows whether anything grows per trial.
+search and nothing else, and reports its own peak resident set size: the high-water mark of its
+address space (VmHWM in /proc/self/status), which starts at exec, so nothing of the parent (the
+image generation, earlier runs, the other cases of `bench.py --all`) is counted. `os.wait4`'s
+ru_maxrss is not that: Linux carries the high-water mark of the forked parent's memory over exec
+into the child's, so after the large case had grown the parent to 6.7 GB, every run of
+`bench.py --all` read 6729 MB there. The child also reports its resident memory after every
+trial, which shows whether anything grows per trial.
 
 Runs:
     scale     a cached search on SIZES[0] and on SIZES[1] generated images at 224 px with a small
@@ -66,6 +70,15 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size since exec, in MB (VmHWM, Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child(args: argparse.Namespace) -> int:
     """Runs one cached search and writes what it measured to `args.out` (JSON)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -114,6 +127,7 @@ def child(args: argparse.Namespace) -> int:
         "trials_completed": completed,
         "rss_after_prepare_mb": after_prepare,
         "rss_after_trial_mb": after_trial,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     Path(args.out).write_text(json.dumps(result))
     return 0
@@ -127,7 +141,7 @@ def run_child(
     settings: dict[str, Any],
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Starts one child search and returns what it measured, with its peak RSS from `wait4`."""
+    """Starts one child search and returns what it measured, its peak RSS included."""
     out = work / f"{name}.json"
     command = [
         sys.executable,
@@ -144,13 +158,10 @@ def run_child(
     ]
     for key, value in settings.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    process = subprocess.Popen(command, env=os.environ | (env or {}))
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"error: the memory run {name} failed (exit {process.returncode})")
+    code = subprocess.run(command, env=os.environ | (env or {}), check=False).returncode
+    if code != 0:
+        raise SystemExit(f"error: the memory run {name} failed (exit {code})")
     result = json.loads(out.read_text())
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
     result["name"] = name
     return result
 
@@ -208,7 +219,7 @@ def memory_table(result: dict[str, Any]) -> Any:
     s = result["settings"]
     table = Table(
         title=f"memory: cached search, {s['backbone']} @{s['image_size']}px, peak RSS of a child "
-        "process (os.wait4)",
+        "process (its VmHWM)",
         title_justify="left",
     )
     for column in ("run", "images", "trials", "wall", "RSS after prepare", "peak RSS"):
