@@ -224,7 +224,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def draw(label: str, rng: Any, size: int = DRAW_SIZE) -> Any:
     """One uint8 RGB texture of class `label`: the demo's drawing, at `size` pixels."""
-    from tuner.demo import draw as draw_texture
+    from tuner.data.demo import draw as draw_texture
 
     return draw_texture(label, rng, size)
 
@@ -310,10 +310,10 @@ def run_search(
     import keras
     from rich.console import Console
 
-    from tuner import engine
-    from tuner.display import SearchDisplay
+    from tuner.engine import transfer as engine
     from tuner.hp import searched
-    from tuner.project import SUMMARY_FILE
+    from tuner.project.layout import SUMMARY_FILE
+    from tuner.ui.display import SearchDisplay
 
     # Fresh Keras state for each run: the same auto-generated layer names, no leftover graphs.
     keras.backend.clear_session()
@@ -403,7 +403,7 @@ def replaying(trials: list[dict[str, Any]]) -> Any:
     `original_ids` maps them back."""
     import keras_tuner as kt
 
-    from tuner import engine
+    from tuner.engine import transfer as engine
 
     values = [dict(t["hyperparameters"]) for t in trials]
     ids = [t["trial_id"] for t in trials]
@@ -437,9 +437,9 @@ def replaying(trials: list[dict[str, Any]]) -> Any:
 
 def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -> dict[str, Any]:
     """Runs the cached search, then the no-cache one from the same random init."""
-    from tuner.backbones import file_sha256, get_backbone
     from tuner.config import SearchConfig
-    from tuner.spaces import load_space
+    from tuner.engine.spaces import load_space
+    from tuner.models.registry import file_sha256, get_backbone
 
     spec = get_backbone(settings["backbone"])
     if settings["image_size"] < spec.min_size:
@@ -576,8 +576,8 @@ def predict_throughput(settings: dict[str, Any], init_file: Path, images: int = 
     import keras
     import numpy as np
 
-    from tuner.activations import build_batch, with_preprocessing
-    from tuner.backbones import build_backbone, get_backbone
+    from tuner.frozen.activations import build_batch, with_preprocessing
+    from tuner.models.registry import build_backbone, get_backbone
 
     spec = get_backbone(settings["backbone"])
     size = settings["image_size"]
@@ -628,11 +628,11 @@ def step_bounds(
     import keras
     import numpy as np
 
-    from tuner import cuts
-    from tuner.activations import with_preprocessing
-    from tuner.backbones import build_backbone, get_backbone
-    from tuner.model import build_classifier, build_head, compile_model
-    from tuner.training import _TopAndHead, labels_for
+    from tuner.frozen.activations import with_preprocessing
+    from tuner.models import cuts
+    from tuner.models.network import build_classifier, build_head, compile_model
+    from tuner.models.registry import build_backbone, get_backbone
+    from tuner.train.trial import _TopAndHead, labels_for
 
     spec = get_backbone(settings["backbone"])
     size = settings["image_size"]

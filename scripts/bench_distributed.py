@@ -33,7 +33,7 @@ LOCK_SLACK_S = 1.0  # a wait may outlast the build by this much (polling, proces
 def make_data(folder: Path, images: int) -> Path:
     from bench import make_dataset
 
-    from tuner import runtime
+    from tuner.runtime import startup as runtime
 
     runtime.start()  # the generator uses TensorFlow's JPEG encoder: without its start-up lines
     if not folder.exists():

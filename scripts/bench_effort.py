@@ -96,11 +96,12 @@ def run_search(
     import quality
     from rich.console import Console
 
-    from tuner import engine, search
+    from tuner import search
     from tuner.config import SearchConfig
-    from tuner.display import SearchDisplay
+    from tuner.engine import transfer as engine
     from tuner.hp import searched
-    from tuner.project import SUMMARY_FILE, TrialSummary, trial_dir
+    from tuner.project.layout import SUMMARY_FILE, TrialSummary, trial_dir
+    from tuner.ui.display import SearchDisplay
 
     case = next(c for c in quality.CASES if c.name == CASE)
     config = SearchConfig(

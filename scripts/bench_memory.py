@@ -19,11 +19,11 @@ Runs:
     growth    GROWTH_TRIALS trials on SIZES[0] images in a space of one graph (the head width and
               the unfreeze depth fixed; learning rates and dropout searched): resident memory
               after the last trial against that after trial 2, with the search's own malloc
-              set-up (`tuner.heap`, applied before TensorFlow is imported, as the command line
+              set-up (`tuner.runtime.heap`, applied before TensorFlow is imported, as the command line
               does). How far it grows depends on which threads allocated where, so the run is
               repeated GROWTH_RUNS times and the target holds for the largest growth. In a space
               of several graphs, memory also grows by one compiled model per graph the first time
-              a trial needs it (`tuner.reuse`), then stays.
+              a trial needs it (`tuner.train.reuse`), then stays.
 """
 
 from __future__ import annotations
@@ -82,13 +82,13 @@ def _peak_rss_mb() -> float:
 def child(args: argparse.Namespace) -> int:
     """Runs one cached search and writes what it measured to `args.out` (JSON)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tuner import heap
+    from tuner.runtime import heap
 
     heap.limit_arenas()  # before TensorFlow starts its threads, as `python -m tuner.search` does
-    from tuner import engine
-    from tuner.backbones import get_backbone
     from tuner.config import SearchConfig
-    from tuner.spaces import load_space
+    from tuner.engine import transfer as engine
+    from tuner.engine.spaces import load_space
+    from tuner.models.registry import get_backbone
 
     spec = get_backbone(args.backbone)
     space = load_space(family=spec.family, path=args.space)

@@ -12,7 +12,7 @@ sizes under ~/.cache/tuner/quality/, split into train/, val/ and test/), then me
     Dense(512, relu) + the output layer trained with Adam 1e-3, then the last 25% of the backbone's
     layers unfrozen (33 for Xception; BatchNormalization layers stay frozen and the backbone runs
     in inference mode) and trained on with Adam 5e-5. Two rows: inputs scaled by 1/255 as the seed
-    did, and the backbone's own preprocessing (`tuner.preprocessing`).
+    did, and the backbone's own preprocessing (`tuner.models.preprocessing`).
 (b) a linear probe: pooled backbone features (own preprocessing) -> StandardScaler ->
     LogisticRegression(C=1), fit on TRAIN.
 (c) the search: the real CLI in a subprocess (`python -m tuner.search --data TRAIN --val-data VAL
@@ -102,7 +102,7 @@ class Case:
     name: str
     backbone: str
     image_size: int
-    weights: str  # "none", or a name for tuner.weights.convert (e.g. "hed-vgg16")
+    weights: str  # "none", or a name for tuner.models.pretrained.convert (e.g. "hed-vgg16")
     dataset: str  # a key of DATASETS
     note: str
 
@@ -136,7 +136,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "kind": "textures",
         "counts": (240, 90, 1200),
         "quick": (45, 30, 45),
-        "seed": 7103,  # the demo uses tuner.demo.DEMO_SEED; these images are new
+        "seed": 7103,  # the demo uses tuner.data.demo.DEMO_SEED; these images are new
     },
 }
 
@@ -193,7 +193,8 @@ def load_split(folder: Path, size: int, class_names: tuple[str, ...] | None = No
     """Scan and decode one split with the search's own loader; labels follow `class_names`."""
     import numpy as np
 
-    from tuner import data, decode
+    from tuner.data import decode
+    from tuner.data import folders as data
 
     images, skipped = data.scan(folder)
     kept, pixels, bad = decode.load_pixels(images, size)
@@ -213,7 +214,7 @@ def resolve_weights(case: Case) -> tuple[str, str]:
     """(weights argument for build_backbone and --weights, a description)."""
     if case.weights == "none":
         return "none", "none (random init, seed-drawn)"
-    from tuner.weights import convert  # written by another engineer; may not exist yet
+    from tuner.models.pretrained import convert  # written by another engineer; may not exist yet
 
     path = Path(convert(case.weights))
     return str(path), f"{case.weights} ({path})"
@@ -223,10 +224,10 @@ def initial_backbone(case: Case, weights: str):
     """The backbone exactly as the search starts it (random init: the search's own draw)."""
     import keras
 
-    from tuner.backbones import build_backbone, get_backbone
+    from tuner.models.registry import build_backbone, get_backbone
 
     # The search draws `--weights none` with set_random_seed(--seed) then build_backbone
-    # (tuner.features.resolve_weights); doing the same gives the same weights.
+    # (tuner.frozen.features.resolve_weights); doing the same gives the same weights.
     keras.utils.set_random_seed(SEARCH_SEED)
     return build_backbone(get_backbone(case.backbone), case.image_size, weights)
 
@@ -234,7 +235,7 @@ def initial_backbone(case: Case, weights: str):
 def input_layers(kind: str, spec) -> list:
     import keras
 
-    from tuner.preprocessing import preprocessing_layers
+    from tuner.models.preprocessing import preprocessing_layers
 
     if kind == "/255":
         return [keras.layers.Rescaling(1.0 / 255, name="rescale_255")]
@@ -262,7 +263,7 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
     import keras
     import numpy as np
 
-    from tuner.backbones import get_backbone
+    from tuner.models.registry import get_backbone
 
     row = Row(f"recipe {kind}")
     start = time.perf_counter()
@@ -347,7 +348,7 @@ def run_probe(case: Case, weights: str, dirs: dict[str, Path], s: Settings) -> R
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from tuner.backbones import get_backbone
+    from tuner.models.registry import get_backbone
 
     row = Row("linear probe")
     start = time.perf_counter()
@@ -415,7 +416,7 @@ def evaluate_export(project: Path, test_dir: Path) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    from tuner import data
+    from tuner.data import folders as data
 
     model = keras.saving.load_model(project / "export" / "model.keras", safe_mode=True)
     metadata = json.loads((project / "export" / "metadata.json").read_text())
@@ -454,7 +455,7 @@ def check_init(case: Case, project: Path, recipe_init: list | None) -> bool | No
         return None
     import numpy as np
 
-    from tuner.backbones import build_backbone, get_backbone
+    from tuner.models.registry import build_backbone, get_backbone
 
     path = project / "init" / f"{case.backbone}-{case.image_size}.weights.h5"
     if not path.exists():
@@ -536,7 +537,7 @@ def run_search(
         }
     )
     try:
-        from tuner.leaderboard import load_leaderboard
+        from tuner.ui.board import load_leaderboard
 
         board = load_leaderboard(project)
         statuses = [r.status for r in board.rows]

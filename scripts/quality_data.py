@@ -6,7 +6,7 @@ non-square sizes (80-140 px a side) so that the resize inside an exported model 
 - `digits-2`: two `sklearn.datasets.load_digits()` classes in the flat `cat.N.jpg` / `dog.N.jpg`
   layout (JPEG);
 - `digits-5`: five digit classes in class subfolders (PNG);
-- `textures-3`: the demo's three texture classes (`tuner.demo.draw`, at a seed other than the
+- `textures-3`: the demo's three texture classes (`tuner.data.demo.draw`, at a seed other than the
   demo's) in class subfolders (JPEG).
 
 The digits are 8x8 glyphs drawn smoothly (bilinear) into a larger canvas with random scale, aspect,
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 DATA_VERSION = "quality-data-v4"  # bump when any drawing changes, so old folders are rebuilt
-MARKER = ".complete"  # hidden: tuner.data.scan ignores it
+MARKER = ".complete"  # hidden: tuner.data.folders.scan ignores it
 SPLITS = ("train", "val", "test")
 MIN_SIDE, MAX_SIDE = 80, 140  # image sides, drawn independently: non-square, varied
 JPEG_QUALITY = 90
@@ -144,8 +144,8 @@ def draw_digit(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def draw_texture(label: str, rng: np.random.Generator) -> np.ndarray:
-    """The demo's texture (`tuner.demo.draw`) drawn square, cropped to a random HxW window."""
-    from tuner.demo import draw
+    """The demo's texture (`tuner.data.demo.draw`) drawn square, cropped to a random HxW window."""
+    from tuner.data.demo import draw
 
     height, width = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
     side = max(height, width)
@@ -269,7 +269,7 @@ def digits_spec(
 
 
 def textures_spec(name: str, counts: tuple[int, int, int], seed: int) -> DatasetSpec:
-    from tuner.demo import DEMO_CLASSES, DEMO_SEED
+    from tuner.data.demo import DEMO_CLASSES, DEMO_SEED
 
     if seed == DEMO_SEED:
         raise ValueError("Use a seed other than the demo's, so the images are new.")

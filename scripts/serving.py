@@ -8,7 +8,7 @@ then as TFLite with dynamic, float16 and int8 quantization, each into a temporar
 the search's validation images, decoded as the search decoded them. The table gives, per model:
 its size, validation accuracy, top-1 agreement with the .keras model and the largest difference
 in any class probability from it, and milliseconds per image (one image at a time, after one
-warm-up image). `tests/test_serving.py` holds the same formats to fixed tolerances on the tiny
+warm-up image). `tests/serve/test_formats.py` holds the same formats to fixed tolerances on the tiny
 backbone; this script measures them on any search, with real weights.
 """
 
@@ -37,9 +37,9 @@ def main() -> int:
 
     from tuner import export
     from tuner.config import CONFIG_FILE, config_from_json
-    from tuner.display import SearchDisplay
-    from tuner.pixels import prepare_data
+    from tuner.data.pixels import prepare_data
     from tuner.predict import Predictor
+    from tuner.ui.display import SearchDisplay
 
     console = Console()
     config = config_from_json((args.project_dir / CONFIG_FILE).read_text()).replace(

@@ -82,10 +82,10 @@ def fixed_space(tmp_path: Path):
 
 @pytest.fixture
 def prepared():
-    """`tuner.engine.prepare` for a config: the `Workbench` every trial shares. The space is the
+    """`tuner.engine.transfer.prepare` for a config: the `Workbench` every trial shares. The space is the
     tiny family's, with the config's --space file laid over it, unless one is given."""
-    from tuner.engine import prepare
-    from tuner.spaces import load_space
+    from tuner.engine.spaces import load_space
+    from tuner.engine.transfer import prepare
 
     def make(config, space=None, display=None):
         space = space or load_space(family="tiny", path=config.space)
@@ -97,7 +97,7 @@ def prepared():
 @pytest.fixture
 def searched(prepared):
     """Prepares and runs a search for a config; returns (workbench, tuner)."""
-    from tuner.engine import run_search
+    from tuner.engine.transfer import run_search
 
     def make(config, space=None):
         bench = prepared(config, space)

@@ -64,7 +64,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_run_returns_the_leaderboard_the_command_line_prints(searched) -> None:
-    from tuner.leaderboard import Board, render
+    from tuner.ui.board import Board, render
 
     result, root, data, space, _ = searched
     assert isinstance(result.leaderboard, Board)

@@ -10,9 +10,9 @@ import textwrap
 
 import numpy as np
 
-from tuner.artifact import export_best
-from tuner.engine import completed_trials, run_search
-from tuner.spaces import load_space
+from tuner.engine.spaces import load_space
+from tuner.engine.transfer import completed_trials, run_search
+from tuner.serve.bundle import export_best
 
 
 def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tmp_path, prepared):

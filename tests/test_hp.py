@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from tuner import hp
-from tuner.display import SearchDisplay
-from tuner.live import LiveDisplay
+from tuner.ui.display import SearchDisplay
+from tuner.ui.live import LiveDisplay
 
 VALUES = {
     "head/units": 0,

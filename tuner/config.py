@@ -25,7 +25,7 @@ OBJECTIVES = {
 }
 # Ties on the objective are common on a small validation set (several trials at val_accuracy
 # 1.0): they are broken by the other metric of the pair, at the same best epoch. The recorder that
-# picks a trial's best epoch (tuner.training) and the leaderboard's ranking use the same rule, so
+# picks a trial's best epoch (tuner.train.trial) and the leaderboard's ranking use the same rule, so
 # the leaderboard's first row is the model that is exported.
 TIEBREAK: dict[str, tuple[str, str]] = {
     "val_accuracy": ("val_loss", "min"),
@@ -72,7 +72,7 @@ class SearchConfig:
     time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
-    # A search over several processes (`tuner.cluster`): this one serves the oracle ("chief") at
+    # A search over several processes (`tuner.cluster.service`): this one serves the oracle ("chief") at
     # `oracle_address`, or runs trials for the chief there ("worker", named `worker_id`).
     role: str = "single"
     oracle_address: str | None = None  # "HOST:PORT"

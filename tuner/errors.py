@@ -1,7 +1,7 @@
 """The errors tuner raises, and what each means to the search.
 
 This module imports nothing heavy so that the CLI, the renderers and the tests can use it without
-loading TensorFlow. The mapping onto KerasTuner's own semantics lives in `tuner.engine`: a
+loading TensorFlow. The mapping onto KerasTuner's own semantics lives in `tuner.engine.transfer`: a
 `TunerError` found before the search stops it before anything trains (exit code 2 in the CLI); a
 `TrialError` raised inside a trial fails that trial alone and the search goes on.
 """

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tuner import heap
 from tuner.config import CONFIG_FILE, SearchConfig, config_from_json
 from tuner.errors import ConfigError, TunerError, report
-from tuner.project import read_run
+from tuner.project.layout import read_run
+from tuner.runtime import heap
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +116,7 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.serving import parse_formats, parse_quantize
+    from tuner.serve.formats import parse_formats, parse_quantize
 
     formats = parse_formats(args.format)
     quantize = parse_quantize(args.quantize)
@@ -125,12 +125,12 @@ def run(args: argparse.Namespace) -> int:
             f"--quantize {quantize} applies to the TFLite model; add tflite to --format."
         )
     config = load_project_config(args.project_dir, args)
-    from tuner import runtime
+    from tuner.runtime import startup as runtime
 
     runtime.start(debug=args.debug)
     from rich.console import Console
 
-    from tuner.live import make_display
+    from tuner.ui.live import make_display
 
     console = Console()
     display = make_display(console, verbose=config.verbose)
@@ -148,10 +148,11 @@ def _export(
     console: Any,
     display: Any,
 ) -> int:
-    from tuner import artifact, engine
-    from tuner.backbones import get_backbone
-    from tuner.oracles import make_oracle
-    from tuner.spaces import load_space
+    from tuner.engine import transfer as engine
+    from tuner.engine.oracles import make_oracle
+    from tuner.engine.spaces import load_space
+    from tuner.models.registry import get_backbone
+    from tuner.serve import bundle as artifact
 
     started = time.perf_counter()
     family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
@@ -182,7 +183,7 @@ def _export(
         trial = chosen[0]
     model = refit = None
     if args.refit:
-        from tuner.refit import refit_trial
+        from tuner.train.refit import refit_trial
 
         model, refit = refit_trial(tuner, trial)
     paths = artifact.export_best(

@@ -5,7 +5,7 @@ MODEL is a `.keras` file, a SavedModel folder or a `.tflite` file from `python -
 folder above a SavedModel), the input size from `metadata.json` or the model itself.
 
 Every image is decoded and resized exactly as the search decoded its training images
-(`tuner.decode`), then fed to the model as uint8 pixels at its size, so the three formats see the
+(`tuner.data.decode`), then fed to the model as uint8 pixels at its size, so the three formats see the
 same input. A file that is not an image gets a line of its own saying why; the others are still
 predicted. Prints a table (file, top class, probability, top 3) or, with `--json`, one JSON
 object. Exit status: 0 when at least one file was predicted, 2 when none could be (or the model
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner import runtime
 from tuner.errors import ConfigError, DataError, TunerError, report
+from tuner.runtime import startup as runtime
 
 TOP_K = 3
 
@@ -37,7 +37,7 @@ class Predictor:
 
     def __init__(self, path: Path, *, debug: bool = False) -> None:
         self.path = path
-        self.debug = debug  # TensorFlow's start-up lines shown (`tuner.runtime`)
+        self.debug = debug  # TensorFlow's start-up lines shown (`tuner.runtime.startup`)
         self.folder = path if path.is_dir() else path.parent
         self.metadata = _read_metadata(self.folder)
         if path.is_dir():
@@ -151,7 +151,7 @@ def _read_labels(folder: Path, n_outputs: int) -> list[str]:
 def image_files(inputs: Sequence[Path]) -> list[Path]:
     """Files named, and the image files (by extension, hidden ones left out) under folders named,
     in sorted order per folder."""
-    from tuner.data import IMAGE_EXTENSIONS
+    from tuner.data.folders import IMAGE_EXTENSIONS
 
     files: list[Path] = []
     for item in inputs:
@@ -170,7 +170,7 @@ def image_files(inputs: Sequence[Path]) -> list[Path]:
 
 def predict_files(predictor: Predictor, files: Sequence[Path], top_k: int = TOP_K) -> list[dict]:
     """One result per file: its top classes, or why it could not be read."""
-    from tuner.decode import read_image, resize_like_training
+    from tuner.data.decode import read_image, resize_like_training
 
     results = []
     for path in files:

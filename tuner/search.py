@@ -3,7 +3,7 @@ search from Python, `tuner.search.run("./my_images", backbone="xception")`.
 
 Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
 `--help` and usage errors answer at once, and a bad command line creates no files), then hands it
-to `tuner.runner.execute` (prepare, search, export), which returns the leaderboard: the command
+to `tuner.engine.runner.execute` (prepare, search, export), which returns the leaderboard: the command
 line prints it, `run` returns it. A `TunerError` becomes one line on stderr and exit code 2 on
 the command line (`--debug` shows the traceback), and is raised from `run`.
 """
@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner import heap
 from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
-from tuner.demo import DEMO_FALLBACK_SETTINGS, DEMO_WEIGHTS, demo_settings
+from tuner.data.demo import DEMO_FALLBACK_SETTINGS, DEMO_WEIGHTS, demo_settings
+from tuner.engine.runner import SearchResult, execute
 from tuner.errors import ConfigError, TunerError, report
-from tuner.runner import SearchResult, execute
+from tuner.runtime import heap
 
 if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
-    from tuner.spaces import Space
+    from tuner.engine.spaces import Space
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """Validate the flags into a `SearchConfig`. Imports nothing heavy; creates no files."""
-    from tuner.backbones import get_backbone
+    from tuner.models.registry import get_backbone
 
     settings: dict[str, Any] = {}
     if args.demo:
@@ -253,7 +253,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if args.chief and args.worker:
         raise ConfigError("A process is the chief or a worker, not both: drop --chief or --worker.")
     if args.chief or args.worker:
-        from tuner.cluster import check_worker_id, parse_address
+        from tuner.cluster.service import check_worker_id, parse_address
 
         role = "chief" if args.chief else "worker"
         flag = f"--{role}"
@@ -294,8 +294,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def load_space(config: SearchConfig) -> Space:
     """The search space for the configured backbones, validated against their block counts later."""
-    from tuner.backbones import get_backbone
-    from tuner.spaces import load_space as load
+    from tuner.engine.spaces import load_space as load
+    from tuner.models.registry import get_backbone
 
     family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
     return load(family=family, path=config.space)
@@ -303,12 +303,12 @@ def load_space(config: SearchConfig) -> Space:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for a `TunerError`, 130 when interrupted)."""
-    # Before TensorFlow starts its threads: glibc fixes its arena limit early (tuner.heap).
+    # Before TensorFlow starts its threads: glibc fixes its arena limit early (tuner.runtime.heap).
     heap.limit_arenas()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_backbones:
-        from tuner.backbones import get_backbone, list_backbones
+        from tuner.models.registry import get_backbone, list_backbones
 
         for name in list_backbones():
             spec = get_backbone(name)
@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         space = load_space(config)
         from rich.console import Console
 
-        from tuner.leaderboard import render
+        from tuner.ui.board import render
 
         console = Console()
         result = execute(config, space, console=console, debug=args.debug)

@@ -1,0 +1,396 @@
+"""A search over a chief and workers (`tuner.cluster.service`, KerasTuner's distributed mode): the flags,
+the chief's checks on every request, its watch on silent workers, and whole clusters of
+processes on 127.0.0.1 with the tiny backbone."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.images import TINY_SEARCH, make_folder, search_flags
+from tuner.cluster import service as cluster
+from tuner.cluster import sharing
+from tuner.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import local_cluster  # noqa: E402
+
+
+def test_addresses_and_worker_names_are_checked():
+    assert cluster.parse_address("127.0.0.1:8470", "--chief") == ("127.0.0.1", 8470)
+    assert cluster.parse_address("[::1]:9000", "--chief") == ("::1", 9000)
+    for bad in ("127.0.0.1", ":80", "host:0", "host:http", "host:70000"):
+        with pytest.raises(ConfigError, match="--chief must be HOST:PORT"):
+            cluster.parse_address(bad, "--chief")
+    assert cluster.check_worker_id(" w1 ") == "w1"
+    for bad in ("", "my chief", "Chief-2", "a b"):
+        with pytest.raises(ConfigError, match="--worker-id"):
+            cluster.check_worker_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--chief", "127.0.0.1:1234", "--worker", "127.0.0.1:1234"], "not both"),
+        (["--worker", "127.0.0.1:1234"], "needs --worker-id"),
+        (["--worker-id", "w1"], "pass it with --worker"),
+        (["--worker", "127.0.0.1:1234", "--worker-id", "chief9"], "does not contain 'chief'"),
+        (["--worker", "127.0.0.1:1234", "--worker-id", "w1", "--overwrite"], "Only the chief"),
+        (["--chief", "nonsense"], "--chief must be HOST:PORT"),
+    ],
+)
+def test_bad_cluster_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    from tuner import search
+
+    code = search.main(["--data", str(tmp_path), "--backbone", "tiny", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_port_in_use_is_a_clear_error():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"Port {port} on 127.0.0.1 is already in use"):
+            cluster.check_port("127.0.0.1", port)
+
+
+def test_a_filesystem_without_locks_is_refused_at_start(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ConfigError, match="cannot lock files .*No locks available"):
+        sharing.check_locks(tmp_path)
+
+
+class FakeClient:
+    """KerasTuner's OracleClient as a worker sees it: IDLE twice, then a trial."""
+
+    def __init__(self) -> None:
+        self.answers = ["IDLE", "IDLE", "RUNNING"]
+        self.stub = None  # the heartbeat's calls fail quietly
+
+    def create_trial(self, tuner_id):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(status=self.answers.pop(0))
+
+
+def test_an_idle_worker_backs_off_instead_of_asking_at_once():
+    worker = cluster.WorkerOracle(FakeClient(), "w1", heartbeat=60, backoff=(0.05, 0.08))
+    started = time.monotonic()
+    trial = worker.create_trial("w1")
+    worker.close()
+    assert trial.status == "RUNNING"
+    assert worker.idle_answers == 2 and worker.idle_seconds == pytest.approx(0.13)
+    assert time.monotonic() - started >= 0.13
+
+
+def test_the_chief_refuses_overwrite_under_running_workers(tmp_path, capsys):
+    from tuner import search
+
+    data = make_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    with sharing.worker_presence(project, "w7"):
+        code = search.main(
+            cluster_args(
+                data, project, "--overwrite", "--chief", f"127.0.0.1:{local_cluster.free_port()}"
+            )
+        )
+    err = capsys.readouterr().err
+    assert code == 2 and "Workers are running on" in err and "(w7)" in err, err
+
+
+def test_worker_presence_is_exclusive_and_seen_by_the_chief(tmp_path):
+    with sharing.worker_presence(tmp_path, "w1"):
+        assert sharing.live_workers(tmp_path) == ["w1"]
+        with pytest.raises(ConfigError, match="already running"):
+            with sharing.worker_presence(tmp_path, "w1"):
+                pass
+    assert sharing.live_workers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The chief's service, with a raw client
+
+
+@pytest.fixture(params=[1.0])
+def chief(tmp_path, request):
+    """A random-search oracle over one Choice, served on a free port in a thread; workers silent
+    for `request.param` seconds lose their trial."""
+    import keras_tuner as kt
+
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("val_accuracy", "max"), max_trials=2, seed=1
+    )
+    oracle._set_project_dir(str(tmp_path), "trials")
+    space = kt.HyperParameters()
+    space.Choice("head/units", [16, 32, 64])
+    oracle.update_space(space)
+    port = local_cluster.free_port()
+    said: list[str] = []
+    result: dict = {}
+
+    def run():
+        result["stats"] = cluster.serve(
+            oracle, "127.0.0.1", port, worker_timeout=request.param, say=said.append, poll=0.1
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield oracle, f"127.0.0.1:{port}", said, result, thread
+
+
+def call(address: str, method: str, request, metadata=()):
+    import grpc
+    from keras_tuner.src import protos
+
+    service = protos.get_service()
+    response = {
+        "GetSpace": service.GetSpaceResponse,
+        "CreateTrial": service.CreateTrialResponse,
+        "UpdateTrial": service.UpdateTrialResponse,
+        "EndTrial": service.EndTrialResponse,
+        "GetTrial": service.GetTrialResponse,
+        "GetBestTrials": service.GetBestTrialsResponse,
+    }.get(method)
+    with grpc.insecure_channel(address) as channel:
+        stub = channel.unary_unary(
+            f"/keras_tuner.Oracle/{method}",
+            request_serializer=lambda r: r if isinstance(r, bytes) else r.SerializeToString(),
+            response_deserializer=response.FromString if response else None,
+        )
+        return stub(request, timeout=10, wait_for_ready=True, metadata=metadata)
+
+
+def status_of(error) -> str:
+    return error.code().name
+
+
+@pytest.mark.parametrize("chief", [30.0], indirect=True)
+def test_bad_requests_get_errors_and_leave_the_oracle_working(chief):
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    oracle, address, _, result, thread = chief
+    service = protos.get_service()
+    bad = [
+        ("EndTrial", b"\xff\xfe not a protobuf", "INTERNAL"),
+        ("UpdateTrial", service.UpdateTrialRequest(trial_id="99", metrics={"x": 1.0}), "NOT_FOUND"),
+        ("CreateTrial", service.CreateTrialRequest(tuner_id=""), "INVALID_ARGUMENT"),
+        ("CreateTrial", service.CreateTrialRequest(tuner_id="chief2"), "INVALID_ARGUMENT"),
+        ("GetTrial", service.GetTrialRequest(trial_id="nope"), "NOT_FOUND"),
+        ("Shutdown", b"", "UNIMPLEMENTED"),
+    ]
+    for method, request, code in bad:
+        with pytest.raises(grpc.RpcError) as info:
+            call(address, method, request)
+        assert status_of(info.value) == code, (method, info.value)
+
+    # The oracle still works: a worker takes a trial, reports and ends it.
+    trial = trial_module.Trial.from_proto(
+        call(address, "CreateTrial", service.CreateTrialRequest(tuner_id="w1")).trial
+    )
+    assert trial.status == "RUNNING"
+    # Ending it as a status a trial cannot end with, or with a foreign hyperparameter, is refused
+    # and changes nothing.
+    wrong = trial_module.Trial(trial.hyperparameters.copy(), trial_id=trial.trial_id)
+    wrong.status = "STOPPED"
+    with pytest.raises(grpc.RpcError) as info:
+        call(address, "EndTrial", service.EndTrialRequest(trial=wrong.to_proto()))
+    assert status_of(info.value) == "INVALID_ARGUMENT"
+    assert oracle.trials[trial.trial_id].status == "RUNNING"
+
+    metrics = {"val_accuracy": 0.75}
+    call(
+        address,
+        "UpdateTrial",
+        service.UpdateTrialRequest(trial_id=trial.trial_id, metrics=metrics, step=0),
+    )
+    trial.status = "COMPLETED"
+    call(address, "EndTrial", service.EndTrialRequest(trial=trial.to_proto()))
+    with pytest.raises(grpc.RpcError) as info:  # ending it twice
+        call(address, "EndTrial", service.EndTrialRequest(trial=trial.to_proto()))
+    assert status_of(info.value) == "FAILED_PRECONDITION"
+    best = call(address, "GetBestTrials", service.GetBestTrialsRequest(num_trials=5)).trials
+    assert [t.trial_id for t in best] == [trial.trial_id]
+    assert json.loads((Path(oracle._project_dir) / "oracle.json").read_text())
+    assert result.get("stats") is None and thread.is_alive()
+
+
+def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief, tmp_path):
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+
+    oracle, address, said, result, thread = chief
+    service = protos.get_service()
+
+    def create(name):
+        response = call(address, "CreateTrial", service.CreateTrialRequest(tuner_id=name))
+        return trial_module.Trial.from_proto(response.trial)
+
+    first = create("w1")
+    time.sleep(2.0)  # w1 never speaks again: its trial is taken back
+    assert any("worker w1 stopped responding" in line for line in said), said
+    again = create("w2")
+    assert again.trial_id == first.trial_id  # the same trial, from the queue
+    time.sleep(2.0)  # w2 goes silent too: now the trial fails
+    assert oracle.trials[first.trial_id].status == "FAILED"
+    assert "stopped responding" in oracle.trials[first.trial_id].message
+    from tuner.project.trials import load_leaderboard
+
+    failed = next(r for r in load_leaderboard(tmp_path).rows if r.trial_id == first.trial_id)
+    assert failed.status == "FAILED" and "worker w2 stopped responding" in failed.reason
+    # A heartbeat keeps a worker's trial: w3 beats while its trial "trains".
+    third = create("w3")
+    for _ in range(6):
+        call(address, "GetSpace", service.GetSpaceRequest(), metadata=(("tuner-id", "w3"),))
+        time.sleep(0.4)
+    assert oracle.trials[third.trial_id].status == "RUNNING"
+    third.status = "COMPLETED"
+    call(
+        address,
+        "UpdateTrial",
+        service.UpdateTrialRequest(trial_id=third.trial_id, metrics={"val_accuracy": 0.5}),
+    )
+    call(address, "EndTrial", service.EndTrialRequest(trial=third.to_proto()))
+    assert create("w3").status == "STOPPED"  # max_trials reached
+    thread.join(timeout=10)
+    stats = result["stats"]
+    assert stats.requeued == [first.trial_id] and stats.failed == [first.trial_id]
+
+
+# --------------------------------------------------------------------------------------------
+# Whole clusters
+
+
+def cluster_args(data: Path, project: Path, *extra: str) -> list[str]:
+    return [*search_flags(data, project), *extra]
+
+
+def trial_states(project: Path) -> dict[str, dict]:
+    return {
+        path.parent.name: json.loads(path.read_text())
+        for path in sorted((project / "trials").glob("trial_*/trial.json"))
+    }
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_exports(tmp_path):
+    data = make_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    import os
+
+    locks = tmp_path / "locks.jsonl"
+    run = local_cluster.Cluster(
+        cluster_args(data, project), workers=2, env={**os.environ, "TUNER_LOCK_LOG": str(locks)}
+    )
+    run.start()
+    code = run.wait(timeout=900)
+    logs = {name: run.log(name) for name in ("chief", "w1", "w2")}
+    assert code == 0, logs
+    # The images were decoded, and every cache entry built, by one process each.
+    records = [json.loads(line) for line in locks.read_text().splitlines()]
+    built = [r["file"] for r in records if r["built"]]
+    assert built and len(built) == len(set(built)), records
+    assert any(r["entry"].startswith("pixels-") for r in records)
+
+    states = trial_states(project)
+    assert len(states) == 4 and all(s["status"] == "COMPLETED" for s in states.values()), states
+    # Each trial ran once: one summary each, and the workers' own lines account for all four.
+    ran = [line for name in ("w1", "w2") for line in logs[name].splitlines() if " done in " in line]
+    assert len(ran) == 4, logs
+    assert logs["chief"].splitlines()[0].startswith("chief: serving the oracle on 127.0.0.1:")
+    assert "Trials by val_accuracy" in logs["chief"]
+    assert (project / "export" / "model.keras").is_file()
+    from tuner.ui.board import load
+
+    board = load(project)
+    assert [row.rank for row in board.rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
+    data = make_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    run = local_cluster.Cluster(
+        # Full-model epochs (--no-cache) and many of them: w1 is killed in the middle of a trial.
+        cluster_args(data, project, "--worker-timeout", "8", "--epochs-head", "40", "--no-cache"),
+        workers=2,
+    )
+    run.start()
+    deadline = time.monotonic() + 300
+    while "phase 1 (head) epoch 1/" not in run.log("w1"):
+        assert time.monotonic() < deadline, run.log("w1")
+        assert run.workers["w1"].poll() is None, run.log("w1")
+        time.sleep(0.2)
+    run.workers["w1"].kill()
+    run.workers["w1"].wait()
+    del run.workers["w1"]
+    code = run.wait(timeout=900)
+    logs = {name: run.log(name) for name in ("chief", "w1", "w2")}
+    assert code == 0, logs
+    assert "worker w1 stopped responding" in logs["chief"], logs["chief"]
+    states = trial_states(project)
+    assert len(states) == 4 and all(s["status"] == "COMPLETED" for s in states.values()), states
+    assert (project / "export" / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_a_worker_with_other_settings_is_refused(tmp_path):
+    data = make_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    run = local_cluster.Cluster(cluster_args(data, project), workers=0)
+    run.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not (project / "run.json").exists():
+            assert time.monotonic() < deadline and run.chief.poll() is None, run.log("chief")
+            time.sleep(0.2)
+        import subprocess
+
+        other = cluster_args(data, project, "--epochs-head", "3")
+        done = subprocess.run(
+            [sys.executable, "-m", "tuner.search", *other, "--worker", run.address]
+            + ["--worker-id", "odd"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "settings differ from the chief's: --epochs-head 3" in done.stderr
+    finally:
+        run.stop()
+
+
+def test_mirrored_strategy_on_one_cpu_device(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from tuner import search
+
+    out = io.StringIO()
+    result = search.run(
+        make_folder(tmp_path / "images"),
+        **{**TINY_SEARCH, "max_trials": 1, "epochs_head": 1},
+        strategy="mirrored",
+        project_dir=tmp_path / "project",
+        console=Console(file=out, width=100),
+    )
+    assert "strategy: MirroredStrategy over 1 device(s)" in out.getvalue()
+    assert result.best is not None and result.export.is_file()

@@ -1,0 +1,16 @@
+"""The frozen part of the network: activations computed once and cached, and the features
+trials derive from them."""
+
+from tuner._lazy import exports
+
+__all__ = [
+    "BackboneSession",
+    "Features",
+]
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "BackboneSession": "activations",
+        "Features": "features",
+    },
+)

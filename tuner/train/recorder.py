@@ -1,0 +1,122 @@
+"""The best epoch of a trial, across both phases, and what each epoch reports.
+
+`Recorder` is the Keras callback that one trial's two `fit` calls share: it keeps the best epoch
+by the objective (ties to `tuner.config.TIEBREAK`) with its trained pieces, the history of every
+epoch, and stops a trial that diverged. `BatchProgress` passes the running metrics of every batch
+to the live view.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from tuner.config import TIEBREAK
+from tuner.errors import TrialError
+from tuner.models.network import Pieces
+
+
+class Recorder(keras.callbacks.Callback):
+    """Tracks the best epoch across both phases, keeps its weights, and stops on divergence.
+
+    One recorder serves both phases so that the checkpoint is always the epoch the score came
+    from (docs/design.md §3).
+
+    Args:
+        objective: the metric that ranks epochs.
+        direction: "max" or "min".
+        capture: returns the trained pieces as they stand (called at each new best epoch).
+        on_epoch: called after every epoch with (epoch, logs, seconds).
+        on_begin: called before every epoch with (epoch, batches per epoch or None).
+        on_batch: called after every training batch with (batches done, running logs), from
+            Keras's callback thread; None (the default) adds no per-batch work at all.
+    """
+
+    def __init__(
+        self,
+        objective: str,
+        direction: str,
+        capture: Callable[[], Pieces],
+        on_epoch: Callable[[int, dict[str, float], float], None],
+        on_begin: Callable[[int, int | None], None] | None = None,
+        on_batch: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.objective = objective
+        self.direction = direction
+        self.capture = capture
+        self.on_epoch = on_epoch
+        self.on_begin = on_begin
+        self.on_batch = on_batch
+        self.best_logs: dict[str, float] | None = None
+        self.best_epoch: int | None = None  # 1-based, counted across both phases
+        self.best_pieces: Pieces | None = None
+        self.phase = 1
+        self.phase_best: dict[int, dict[str, float]] = {}
+        # Every epoch's logs per phase, each with its 1-based "epoch" (the learning curves).
+        self.history: dict[int, list[dict[str, float]]] = {}
+        self._started = 0.0
+
+    def better(self, logs: dict[str, float], than: dict[str, float]) -> bool:
+        """Whether an epoch's `logs` beat `than` on the objective; a tie goes to the better
+        `TIEBREAK` metric (the leaderboard ranks trials by the same rule)."""
+        sign = 1.0 if self.direction == "max" else -1.0
+        a, b = sign * logs[self.objective], sign * than[self.objective]
+        if a != b:
+            return a > b
+        tie, direction = TIEBREAK.get(self.objective, (self.objective, self.direction))
+        if tie not in logs or tie not in than:
+            return False
+        return logs[tie] > than[tie] if direction == "max" else logs[tie] < than[tie]
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Starts the epoch's clock."""
+        self._started = time.perf_counter()
+        if self.on_begin is not None:
+            params = getattr(self, "params", None) or {}
+            self.on_begin(epoch, params.get("steps"))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Stops a diverged trial, reports the epoch, and keeps it when it is the best so far."""
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for name in ("loss", "val_loss"):
+            if name in logs and not math.isfinite(logs[name]):
+                raise TrialError(
+                    f"diverged: {name} became {logs[name]} at epoch {epoch + 1} (phase "
+                    f"{self.phase}); a lower learning rate may help"
+                )
+        self.history.setdefault(self.phase, []).append({"epoch": epoch + 1, **logs})
+        self.on_epoch(epoch, logs, time.perf_counter() - self._started)
+        value = logs.get(self.objective)
+        if value is None:
+            return
+        phase_best = self.phase_best.get(self.phase)
+        if phase_best is None or self.better(logs, phase_best):
+            self.phase_best[self.phase] = logs
+        if self.best_logs is None or self.better(logs, self.best_logs):
+            self.best_logs = logs
+            self.best_epoch = epoch + 1
+            self.best_pieces = self.capture()
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """Passes every training batch's running logs to `on_batch(batches done, logs)`.
+
+    Keras has already turned the logs into Python numbers by then (docs/design.md §6), so this
+    adds one Python call per step. Marked safe for asynchronous dispatch, which thread-safe
+    backends use.
+    """
+
+    async_safe = True
+
+    def __init__(self, on_batch: Callable[[int, dict[str, Any]], None]) -> None:
+        super().__init__()
+        self.on_batch = on_batch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Reports the batch."""
+        self.on_batch(batch + 1, dict(logs or {}))
