@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from tuner.errors import TunerError
+from tuner.leaderboard import main
 from tuner.ui import board as leaderboard
 from tuner.ui.board import (
     Leaderboard,
@@ -22,7 +23,6 @@ from tuner.ui.board import (
     build_table,
     load,
     load_leaderboard,
-    main,
     read_csv,
     render,
     rows_from_json,
