@@ -10,9 +10,16 @@ like these to the process's standard error, from C++, before any flag of ours ca
     ... cpu_feature_guard.cc ... rebuild TensorFlow with the appropriate compiler flags.
 
 `TF_CPP_MIN_LOG_LEVEL=2` does not stop them (docs/design.md §6). `start` therefore points
-file descriptor 2 at a temporary file while
-TensorFlow is imported and its devices are listed, then puts it back; when that fails, what was
-written is replayed, so a broken install still says why. `--debug` skips all of it.
+file descriptor 2 at a temporary file while TensorFlow is imported and its devices are listed, and
+`sys.stderr` at the same file, then puts both back; when that fails, what was written is replayed,
+so a broken install still says why. `--debug` skips all of it.
+
+Descriptor 2 itself, never `sys.stderr.fileno()`: C++ writes to 2 whatever Python's `sys.stderr`
+is. In a Jupyter kernel `sys.stderr` is ipykernel's stream, which sends Python's writes to the
+notebook and has pointed descriptor 2 at a pipe it forwards there too; its `fileno()` answers a
+copy of the kernel's original descriptor 2 (the terminal that started it), so silencing that copy
+let every line through to the notebook. Python's own writes during the import (a warning, say)
+go to the same file through the replaced `sys.stderr`.
 
 Standard library only: the commands call this before anything imports TensorFlow.
 """
@@ -51,27 +58,34 @@ def start(*, debug: bool = False) -> None:
 
 @contextlib.contextmanager
 def silenced_stderr() -> Iterator[None]:
-    """Sends what anything in the process writes to file descriptor 2 into a temporary file;
-    replays it on standard error when the block raises."""
+    """Sends what anything in the process writes to standard error - to file descriptor 2, or
+    through `sys.stderr` - into a temporary file; replays it on standard error when the block
+    raises."""
+    for stream in (sys.stderr, sys.__stderr__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()  # what was written before the block keeps its place
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # a notebook's or a test's replaced stderr
-        fd = 2
-    sys.stderr.flush()
-    try:
-        saved = os.dup(fd)
+        saved = os.dup(2)
     except OSError:  # no descriptor 2 at all (a daemon): nothing to silence
         yield
         return
     with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), fd)
+        # Line-buffered on the sink's own descriptor, so Python's lines and C++'s interleave.
+        text = open(
+            sink.fileno(), "w", buffering=1, encoding="utf-8", errors="replace", closefd=False
+        )
+        os.dup2(sink.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stderr(text):
+                yield
         except BaseException:
-            os.dup2(saved, fd)
+            text.flush()
+            os.dup2(saved, 2)
             sink.seek(0)
             sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            sys.stderr.flush()
             raise
         finally:
-            os.dup2(saved, fd)
+            text.close()
+            os.dup2(saved, 2)
             os.close(saved)

@@ -5,7 +5,8 @@
   trial so far; and a bar per cache build. Each finished trial leaves one line above the view, so
   the scrollback keeps the history.
 - A notebook gets the same view, updated in place in one output (`NotebookDisplay`): the cell is
-  never cleared, so finished trials stay readable below it.
+  never cleared, so finished trials stay readable below it. Every output it makes is a
+  `RichOutput`: HTML with the styles, and plain text without colour codes.
 - Anything else gets `tuner.ui.display.SearchDisplay`'s plain lines; `make_display` chooses.
 
 Rendering only: rich, never TensorFlow.
@@ -203,11 +204,19 @@ class NotebookDisplay(LiveDisplay):
 
     def _start(self) -> None:
         if self._handle is None and self.verbose:
-            show = self._show
-            if show is None:
-                from IPython.display import display as show
-            self._handle = show(self._bundle(), display_id=True)
+            self._handle = self._display(self._bundle(), display_id=True)
             self._drawn = time.monotonic()
+
+    def _display(self, output: Any, **kwargs: Any) -> Any:
+        show = self._show
+        if show is None:
+            from IPython.display import display as show
+        return show(output, **kwargs)
+
+    def _print(self, text: Text) -> None:
+        # A line of its own below the view, never through the console: rich's notebook output
+        # puts the terminal's rendering, colour codes and all, in text/plain.
+        self._display(RichOutput(text, width=self.console.width, soft_wrap=True))
 
     def close(self) -> None:
         """Draws the view one last time and leaves it in the cell."""
@@ -232,15 +241,27 @@ class NotebookDisplay(LiveDisplay):
 
 
 class RichOutput:
-    """A rich renderable as a notebook output: HTML for notebooks, text for plain front ends."""
+    """A rich renderable as a notebook output: HTML for notebooks, text for plain front ends.
 
-    def __init__(self, renderable: RenderableType, *, width: int = 100) -> None:
+    The text is plain, without colour codes (the HTML carries the styles).
+
+    Args:
+        renderable: what to show.
+        width: the width it is laid out at. Defaults to 100.
+        soft_wrap: keep each line whole instead of wrapping it at `width` (a log line). Defaults
+            to False.
+    """
+
+    def __init__(
+        self, renderable: RenderableType, *, width: int = 100, soft_wrap: bool = False
+    ) -> None:
         self.renderable = renderable
         self.width = width
+        self.soft_wrap = soft_wrap
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         console = Console(record=True, width=self.width, force_jupyter=False, file=_Null())
-        console.print(self.renderable)
+        console.print(self.renderable, soft_wrap=self.soft_wrap)
         text = console.export_text(clear=False)  # export_html clears what was recorded
         html = console.export_html(inline_styles=True, code_format=_HTML_FORMAT)
         return {"text/plain": text, "text/html": html}
