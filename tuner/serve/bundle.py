@@ -18,10 +18,10 @@ import tensorflow as tf
 from tuner.errors import TunerError
 from tuner.hp import searched
 from tuner.project.layout import TrialSummary, trial_dir
-from tuner.project.trials import load_leaderboard
+from tuner.project.trials import read_ranking
 
 
-def export_best(
+def export_trial(
     tuner: Any,
     trial: kt.engine.trial.Trial,
     directory: str | os.PathLike,
@@ -45,7 +45,7 @@ def export_best(
         refit: what the refit did, recorded in the metadata; None: no refit.
     """
     from tuner.serve.card import model_card
-    from tuner.serve.formats import CALIBRATION_IMAGES, FORMAT_FILES, write_export
+    from tuner.serve.formats import CALIBRATION_IMAGES, FORMAT_FILES, write_formats
 
     config = tuner.config
     features = tuner.features
@@ -97,7 +97,7 @@ def export_best(
         pixels = data.pixels("train", size)
         calibration = (pixels[i] for i in range(min(CALIBRATION_IMAGES, len(pixels))))
     try:
-        rows = load_leaderboard(config.project_dir).rows
+        rows = read_ranking(config.project_dir).rows
     except TunerError:
         rows = ()
     card_metadata = {
@@ -105,7 +105,7 @@ def export_best(
         "formats": {f: FORMAT_FILES[f] for f in formats},
         "quantize": quantize if "tflite" in formats else "none",
     }
-    return write_export(
+    return write_formats(
         model,
         directory,
         image_size=size,
