@@ -19,13 +19,11 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tuner.config import SearchConfig
 from tuner.errors import SpaceError
 from tuner.hp import DROPOUT, FINETUNE_LR, HEAD_LR, NAMES, TUNER_PREFIX, UNFREEZE_BLOCKS, UNITS
-
-if TYPE_CHECKING:
-    from tuner.config import SearchConfig
 
 SPACES_DIR: Path = Path(__file__).resolve().parent.parent / "search_spaces"
 """The bundled space files: `default.toml` plus one file per family whose defaults differ."""
