@@ -270,19 +270,7 @@ def write_formats(
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
-            if "keras" in formats:
-                serve.save(staging / MODEL_FILE)
-            if "savedmodel" in formats:
-                _write_saved_model(serve, staging / SAVED_MODEL_DIR, image_size, class_names)
-            if "tflite" in formats:
-                _write_tflite(
-                    serve,
-                    staging / TFLITE_FILE,
-                    image_size,
-                    len(class_names),
-                    quantize,
-                    calibration,
-                )
+            _write_models(serve, staging, formats, class_names, image_size, quantize, calibration)
             for name, text in files.items():
                 (staging / name).write_text(text)
             directory.mkdir(parents=True, exist_ok=True)
@@ -302,6 +290,26 @@ def write_formats(
             "exporting again needs no training."
         ) from error
     return {f: directory / FORMAT_FILES[f] for f in formats}
+
+
+def _write_models(
+    serve: keras.Model,
+    folder: Path,
+    formats: Sequence[str],
+    class_names: Sequence[str],
+    image_size: int,
+    quantize: str,
+    calibration: Iterable[np.ndarray] | None,
+) -> None:
+    """Writes the serving model into `folder` in each of `formats`, under `FORMAT_FILES` names."""
+    if "keras" in formats:
+        serve.save(folder / MODEL_FILE)
+    if "savedmodel" in formats:
+        _write_saved_model(serve, folder / SAVED_MODEL_DIR, image_size, class_names)
+    if "tflite" in formats:
+        _write_tflite(
+            serve, folder / TFLITE_FILE, image_size, len(class_names), quantize, calibration
+        )
 
 
 def _remove(path: Path) -> None:
