@@ -14,7 +14,6 @@ import contextlib
 import io
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,9 @@ class _Export(Command):
     interrupted = "interrupted: nothing was exported; the search's trials are kept."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("project_dir", type=Path, help="the folder the search wrote")
+        parser.add_argument(
+            "project_dir", type=Path, metavar="PROJECT_DIR", help="the folder the search wrote"
+        )
         parser.add_argument(
             "--trial", help="export this trial id (default: the leaderboard's first)"
         )
@@ -102,20 +103,7 @@ class _Export(Command):
             display.close()
 
 
-_COMMAND = _Export()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line: exports a trial of the search in PROJECT_DIR.
-
-    Args:
-        argv: The arguments, without the program name. Defaults to `sys.argv[1:]`.
-
-    Returns:
-        The exit status (`tuner._cli`): 0 on success, 2 on a usage error or a `TunerError`
-        (one line on standard error), 130 when interrupted (nothing exported).
-    """
-    return _COMMAND.main(argv)
+main = _Export().main  # main(argv) runs the command line, returns the exit status
 
 
 def load_project_config(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from tuner._cli import Command
 
@@ -56,20 +55,7 @@ class _Leaderboard(Command):
         return 0
 
 
-_COMMAND = _Leaderboard()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line: shows the leaderboard of the PROJECT_DIRs.
-
-    Args:
-        argv: The arguments, without the program name. Defaults to `sys.argv[1:]`.
-
-    Returns:
-        The exit status (`tuner._cli`): 0 on success, 2 on a usage error or a `TunerError`
-        (reported as one line on standard error; with `--debug`, after the full traceback).
-    """
-    return _COMMAND.main(argv)
+main = _Leaderboard().main  # main(argv) runs the command line, returns the exit status
 
 
 if __name__ == "__main__":

@@ -256,20 +256,7 @@ class _Predict(Command):
         return 0 if any("error" not in r for r in results) else 2
 
 
-_COMMAND = _Predict()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line: classifies the images with the model and prints the results.
-
-    Args:
-        argv: The arguments, without the program name. Defaults to `sys.argv[1:]`.
-
-    Returns:
-        The exit status (`tuner._cli`): 0 when at least one file was predicted, 2 when none
-        could be, on a usage error or a `TunerError` (one line on standard error).
-    """
-    return _COMMAND.main(argv)
+main = _Predict().main  # main(argv) runs the command line, returns the exit status
 
 
 if __name__ == "__main__":

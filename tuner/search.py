@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,21 +82,8 @@ class _Search(Command):
 
 
 _COMMAND = _Search()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's argument parser (its defaults are `run`'s too)."""
-    return _COMMAND.build_parser()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (`tuner._cli`: 2 for bad input, 130 when
-    interrupted, which keeps every finished trial).
-
-    Args:
-        argv: The arguments, without the program name. Defaults to `sys.argv[1:]`.
-    """
-    return _COMMAND.main(argv)
+build_parser = _COMMAND.build_parser  # the parser; its defaults are `run`'s too
+main = _COMMAND.main  # main(argv) runs the command line, returns the exit status
 
 
 def _add_data_flags(group: Any) -> None:
