@@ -48,6 +48,9 @@ class _Search(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        # Before anything loads TensorFlow (the registry does) and starts its threads: glibc
+        # fixes its arena limit early (tuner.runtime.heap).
+        heap.limit_arenas()
         if args.list_backbones:
             from tuner.models.registry import get_backbone, list_backbones
 
@@ -350,9 +353,8 @@ def _role_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def _search(args: argparse.Namespace, console: Any) -> tuple[SearchConfig, SearchResult]:
     """One search from parsed flags, the command line's and `run`'s alike: validated into a
-    `SearchConfig`, then `tuner.engine.runner.execute`d. Returns the config with the result."""
-    # Before TensorFlow starts its threads: glibc fixes its arena limit early (tuner.runtime.heap).
-    heap.limit_arenas()
+    `SearchConfig`, then `tuner.engine.runner.execute`d. Returns the config with the result.
+    The caller has limited malloc's arenas (`tuner.runtime.heap`) first."""
     config = _config_from_args(args)
     return config, execute(config, space_for(config), console=console, debug=args.debug)
 
@@ -400,6 +402,7 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
         setattr(args, name, value)
     if args.cache_memory is not None and not isinstance(args.cache_memory, str):
         args.cache_memory = str(args.cache_memory)
+    heap.limit_arenas()  # before TensorFlow starts its threads, as the command line does
     return _search(args, console)[1]
 
 
