@@ -96,9 +96,9 @@ def run_search(
     import quality
     from rich.console import Console
 
-    from tuner import search
     from tuner.config import SearchConfig
     from tuner.engine import transfer as engine
+    from tuner.engine.spaces import space_for
     from tuner.hp import searched
     from tuner.project.layout import SUMMARY_FILE, TrialSummary, trial_dir
     from tuner.ui.display import SearchDisplay
@@ -124,7 +124,7 @@ def run_search(
     display = SearchDisplay(console=Console(stderr=True), verbose=0)
     started_epoch = time.time()
     started = time.perf_counter()
-    bench = engine.prepare(config, search.load_space(config), display)
+    bench = engine.prepare(config, space_for(config), display)
     prepared = time.perf_counter()
     tuner = engine.run_search(bench)
     finished = time.perf_counter()

@@ -537,9 +537,9 @@ def run_search(
         }
     )
     try:
-        from tuner.ui.board import load_leaderboard
+        from tuner.ui.board import load
 
-        board = load_leaderboard(project)
+        board = load(project)
         statuses = [r.status for r in board.rows]
         row.details["trials"] = len(statuses)
         row.details["trials_completed"] = statuses.count("COMPLETED")

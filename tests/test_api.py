@@ -1,4 +1,5 @@
-"""The Python API (`tuner.search.run`) and the TensorBoard logs, from one real search.
+"""The Python API (`import tuner`: `tuner.run`, `tuner.load`, ...) and the TensorBoard logs, from
+one real search.
 
 The search runs once for the module: the tiny backbone, two trials that both fine-tune, three
 epochs each (two of phase 1, one of phase 2).
@@ -38,6 +39,51 @@ type = "fixed"
 value = 0.001
 """
 OPTIONS = {**TINY_SEARCH, "max_trials": 2}
+HEAVY = ("tensorflow", "keras", "keras_tuner")
+
+
+def test_import_tuner_loads_no_tensorflow_keras_or_keras_tuner() -> None:
+    code = (
+        "import sys, tuner\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert tuner.__version__ and tuner.TunerError\n"  # the light names stay light
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_public_api_resolves_every_name_and_lists_it() -> None:
+    import tuner
+    from tuner import errors, search
+    from tuner.engine.runner import SearchResult
+    from tuner.ui.board import load
+
+    assert sorted(tuner.__all__) == sorted(set(tuner.__all__))
+    for name in tuner.__all__:
+        assert getattr(tuner, name) is not None, name
+    assert set(tuner.__all__) <= set(dir(tuner))
+    assert tuner.run is search.run and tuner.load is load
+    assert tuner.SearchResult is SearchResult
+    error_classes = {name for name, value in vars(errors).items() if isinstance(value, type)}
+    assert error_classes <= set(tuner.__all__)
+    assert issubclass(tuner.SpaceError, tuner.ConfigError)
+    assert "tiny" in tuner.list_backbones()
+    assert tuner.__version__.count(".") == 2
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        tuner.nothing  # noqa: B018
+
+
+def test_setup_cfg_reads_the_one_version() -> None:
+    import configparser
+
+    import tuner
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(tuner.__file__).parent.parent / "setup.cfg")
+    assert setup["metadata"]["version"] == "attr: tuner._version.__version__"
 
 
 def cli_flags(data: Path, space: Path, project: Path) -> list[str]:
@@ -46,14 +92,14 @@ def cli_flags(data: Path, space: Path, project: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory):
-    from tuner import search
+    import tuner
 
     root = tmp_path_factory.mktemp("api")
     data = make_folder(root / "images")
     space = root / "space.toml"
     space.write_text(SPACE)
     out = io.StringIO()
-    result = search.run(
+    result = tuner.run(
         data,
         space=space,
         project_dir=root / "project",
@@ -64,10 +110,12 @@ def searched(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_run_returns_the_leaderboard_the_command_line_prints(searched) -> None:
+    import tuner
     from tuner.ui.board import Board, render
 
     result, root, data, space, _ = searched
     assert isinstance(result.leaderboard, Board)
+    assert tuner.load(root / "project") == result.leaderboard  # the same board, read again
     assert [row.status for row in result.leaderboard.rows] == ["COMPLETED", "COMPLETED"]
     assert result.best is result.leaderboard.rows[0] and result.export.is_file()
     assert [r["trial_id"] for r in result.records()] == [
@@ -107,18 +155,17 @@ def test_the_search_showed_itself_as_plain_lines_on_a_non_terminal(searched) -> 
 
 
 def test_run_refuses_an_unknown_option() -> None:
-    from tuner import search
+    import tuner
 
     with pytest.raises(TypeError, match="unknown options: max_trail"):
-        search.run("images", max_trail=3)
+        tuner.run("images", max_trail=3)
 
 
 def test_run_raises_a_tuner_error_for_bad_input(tmp_path: Path) -> None:
-    from tuner import search
-    from tuner.errors import TunerError
+    import tuner
 
-    with pytest.raises(TunerError, match="Missing --data"):
-        search.run(project_dir=tmp_path)
+    with pytest.raises(tuner.TunerError, match="Missing --data"):
+        tuner.run(project_dir=tmp_path)
 
 
 def events(folder: Path) -> list[tuple[str, int, object]]:

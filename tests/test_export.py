@@ -12,7 +12,7 @@ import numpy as np
 
 from tuner.engine.spaces import load_space
 from tuner.engine.transfer import completed_trials, run_search
-from tuner.serve.bundle import export_best
+from tuner.serve.bundle import export_trial
 
 
 def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tmp_path, prepared):
@@ -20,7 +20,7 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
     best = completed_trials(tuner)[0]
-    path = export_best(tuner, best, tmp_path / "export")["keras"]
+    path = export_trial(tuner, best, tmp_path / "export")["keras"]
     images = np.asarray(bench.data.pixels("val", 32))
     expected = tuner.load_model(best).predict(images.astype("float32"), verbose=0)
     np.save(tmp_path / "images.npy", images)
@@ -45,7 +45,7 @@ def test_export_resizes_raw_images_of_any_size(search_config, tmp_path, prepared
     config = search_config(max_trials=1)
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
-    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
+    path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
     model = keras.saving.load_model(path, safe_mode=True)
     out = model.predict(np.zeros((2, 50, 70, 3), dtype="uint8"), verbose=0)
     assert out.shape == (2, 1)
@@ -72,7 +72,7 @@ def test_scored_is_served_on_files_fed_as_a_user_feeds_them(tmp_path, search_con
     tuner = run_search(bench)
     best = completed_trials(tuner)[0]
     model = keras.saving.load_model(
-        export_best(tuner, best, tmp_path / "export")["keras"], safe_mode=True
+        export_trial(tuner, best, tmp_path / "export")["keras"], safe_mode=True
     )
     correct = 0
     for path, label in zip(bench.data.val.paths, bench.data.val.labels, strict=True):
@@ -90,7 +90,7 @@ def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path, pr
     config = search_config(max_trials=1, augment=True, augment_views=2)
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
-    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
+    path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
     model = keras.saving.load_model(path, safe_mode=True)
     images = np.asarray(bench.data.pixels("val", 32), "float32")
     direct = np.asarray(model(images))

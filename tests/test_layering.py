@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tuner"
 # Lowest first. A unit may import (at any depth, lazily too) units of lower layers, and modules of
 # its own subpackage; the root's foundation modules are units of their own.
 LAYERS: list[set[str]] = [
-    {"errors", "_lazy"},
+    {"errors", "_lazy", "_version"},
     {"hp", "config"},
     {"runtime", "cache", "models", "project"},
     {"ui", "cluster"},
@@ -25,6 +25,9 @@ LAYERS: list[set[str]] = [
     {"frozen", "serve"},
     {"train"},
     {"engine"},
+    # The command-line harness the commands share, just below them: a unit may not import its own
+    # layer, and every command imports it.
+    {"_cli"},
     # The commands and the public API: what a user runs or imports.
     {"search", "leaderboard", "export", "predict", "weights", "__init__"},
 ]

@@ -2,20 +2,18 @@
 
 This module imports nothing heavy so that the CLI, the renderers and the tests can use it without
 loading TensorFlow. The mapping onto KerasTuner's own semantics lives in `tuner.engine.transfer`: a
-`TunerError` found before the search stops it before anything trains (exit code 2 in the CLI); a
-`TrialError` raised inside a trial fails that trial alone and the search goes on.
+`TunerError` found before the search stops it before anything trains (exit code 2 on the command
+line, `tuner._cli`); a `TrialError` raised inside a trial fails that trial alone and the search
+goes on.
 """
 
 from __future__ import annotations
-
-import sys
-import traceback
 
 
 class TunerError(Exception):
     """A problem the user can fix: bad input, bad configuration, missing weights.
 
-    The CLI prints `str(error)` as one line on stderr and exits with code 2.
+    A command prints `str(error)` as one line on stderr and exits with code 2 (`tuner._cli`).
     """
 
 
@@ -44,12 +42,3 @@ class TrialError(Exception):
 
     The search marks that trial FAILED with `str(error)` as its one-line reason and goes on.
     """
-
-
-def report(error: TunerError, *, debug: bool = False) -> int:
-    """How the commands end on a `TunerError`: its message as one line on stderr (after the
-    traceback with `--debug`). Returns the exit status, 2."""
-    if debug:
-        traceback.print_exc()
-    print(f"error: {error}", file=sys.stderr)
-    return 2

@@ -14,56 +14,120 @@ import contextlib
 import io
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tuner._cli import Command
 from tuner.config import CONFIG_FILE, SearchConfig, config_from_json
-from tuner.errors import ConfigError, TunerError, report
+from tuner.errors import ConfigError
 from tuner.project.layout import read_run
 from tuner.runtime import heap
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tuner.export",
-        description="Export a search's best model (or --trial ID) for serving: a .keras file, a "
-        "SavedModel with uint8 and encoded-bytes signatures, and a TFLite model, each with "
-        "labels.txt, metadata.json and a model card (README.md).",
+class _Export(Command):
+    name = "export"
+    description = (
+        "Export a search's best model (or --trial ID) for serving: a .keras file, a SavedModel "
+        "with uint8 and encoded-bytes signatures, and a TFLite model, each with labels.txt, "
+        "metadata.json and a model card (README.md)."
     )
-    parser.add_argument("project_dir", type=Path, help="the folder the search wrote")
-    parser.add_argument("--trial", help="export this trial id (default: the leaderboard's first)")
-    parser.add_argument(
-        "--format",
-        default="keras,savedmodel,tflite",
-        help="comma-separated formats: keras, savedmodel, tflite (default: all three)",
-    )
-    parser.add_argument(
-        "--quantize",
-        default="none",
-        help="the TFLite model's quantization: none (float32), dynamic (int8 weights), float16 or "
-        "int8 (weights and activations, calibrated on training images). Default: none",
-    )
-    parser.add_argument("--out", type=Path, help="the export folder (default: PROJECT_DIR/export)")
-    parser.add_argument(
-        "--refit",
-        action="store_true",
-        help="retrain the trial's hyperparameters on the training and validation images "
-        "together, for the trial's own number of epochs per phase, then export",
-    )
-    parser.add_argument(
-        "--data", type=Path, help="the training images, if they moved since the search"
-    )
-    parser.add_argument(
-        "--val-data", type=Path, help="the validation images, if they moved since the search"
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the exported paths")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
+    # The export is staged beside its folder and moved in only when complete
+    # (`tuner.serve.formats`), so an interrupted one leaves the folder as it was.
+    interrupted = "interrupted: nothing was exported; the search's trials are kept."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "project_dir", type=Path, metavar="PROJECT_DIR", help="the folder the search wrote"
+        )
+        parser.add_argument(
+            "--trial", help="export this trial id (default: the leaderboard's first)"
+        )
+        parser.add_argument(
+            "--format",
+            default="keras,savedmodel,tflite",
+            help="comma-separated formats: keras, savedmodel, tflite (default: all three)",
+        )
+        parser.add_argument(
+            "--quantize",
+            default="none",
+            help="the TFLite model's quantization: none (float32), dynamic (int8 weights), "
+            "float16 or int8 (weights and activations, calibrated on training images). "
+            "Default: none",
+        )
+        parser.add_argument(
+            "--out", type=Path, help="the export folder (default: PROJECT_DIR/export)"
+        )
+        parser.add_argument(
+            "--refit",
+            action="store_true",
+            help="retrain the trial's hyperparameters on the training and validation images "
+            "together, for the trial's own number of epochs per phase, then export",
+        )
+        parser.add_argument(
+            "--data", type=Path, help="the training images, if they moved since the search"
+        )
+        parser.add_argument(
+            "--val-data", type=Path, help="the validation images, if they moved since the search"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        # --quiet: the exported paths only (no progress, no KerasTuner "Reloading" line).
+        heap.limit_arenas()  # before TensorFlow starts its threads (tuner.runtime.heap)
+        from tuner.serve.formats import parse_formats, parse_quantize
+
+        formats = parse_formats(args.format)
+        quantize = parse_quantize(args.quantize)
+        if quantize != "none" and "tflite" not in formats:
+            raise ConfigError(
+                f"--quantize {quantize} applies to the TFLite model; add tflite to --format."
+            )
+        config = load_project_config(
+            args.project_dir,
+            out=args.out,
+            data=args.data,
+            val_data=args.val_data,
+            verbose=0 if args.quiet else 1,
+        )
+        from tuner.runtime import startup as runtime
+
+        runtime.start(debug=args.debug)
+        from rich.console import Console
+
+        from tuner.ui.live import make_display
+
+        console = Console()
+        display = make_display(console, verbose=config.verbose)
+        try:
+            return _export(args, config, formats, quantize, console, display)
+        finally:
+            display.close()
 
 
-def load_project_config(project_dir: Path, args: argparse.Namespace):
-    """The search's configuration, pointed at this project folder and never overwriting it."""
+main = _Export().main  # main(argv) runs the command line, returns the exit status
+
+
+def load_project_config(
+    project_dir: Path,
+    *,
+    out: Path | None = None,
+    data: Path | None = None,
+    val_data: Path | None = None,
+    verbose: int = 1,
+) -> SearchConfig:
+    """The configuration a search recorded in `project_dir`, pointed at that folder, for exporting
+    from it: never overwriting it, one process, no time budget.
+
+    Args:
+        project_dir: The folder the search wrote.
+        out: The export folder. Defaults to `PROJECT_DIR/export`.
+        data: Where the training images are now, when they moved. Defaults to the search's.
+        val_data: Where the validation images are now. Defaults to the search's.
+        verbose: `SearchConfig.verbose`. Defaults to 1.
+
+    Raises:
+        ConfigError: No search in `project_dir`, or its images or space file are not where it
+            says.
+    """
     path = project_dir / CONFIG_FILE
     if not (project_dir / "trials").is_dir():
         raise ConfigError(
@@ -82,8 +146,8 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
         "project_dir": project_dir,
         "overwrite": False,  # exporting must never start the search over
         "time_budget": None,
-        "verbose": 0 if args.quiet else 1,
-        "export_dir": args.out or project_dir / "export",
+        "verbose": verbose,
+        "export_dir": out or project_dir / "export",
         # A distributed search's chief wrote config.json; exporting is one process.
         "role": "single",
         "oracle_address": None,
@@ -92,10 +156,10 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
     }
     if config.cache_dir is not None and not config.cache_dir.exists():
         changes["cache_dir"] = None
-    if args.data is not None:
-        changes["data"] = args.data
-    if args.val_data is not None:
-        changes["val_data"] = args.val_data
+    if data is not None:
+        changes["data"] = data
+    if val_data is not None:
+        changes["val_data"] = val_data
     config = config.replace(**changes)
     if not config.data.is_dir():
         raise ConfigError(
@@ -115,31 +179,6 @@ def load_project_config(project_dir: Path, args: argparse.Namespace):
     return config
 
 
-def run(args: argparse.Namespace) -> int:
-    from tuner.serve.formats import parse_formats, parse_quantize
-
-    formats = parse_formats(args.format)
-    quantize = parse_quantize(args.quantize)
-    if quantize != "none" and "tflite" not in formats:
-        raise ConfigError(
-            f"--quantize {quantize} applies to the TFLite model; add tflite to --format."
-        )
-    config = load_project_config(args.project_dir, args)
-    from tuner.runtime import startup as runtime
-
-    runtime.start(debug=args.debug)
-    from rich.console import Console
-
-    from tuner.ui.live import make_display
-
-    console = Console()
-    display = make_display(console, verbose=config.verbose)
-    try:
-        return _export(args, config, formats, quantize, console, display)
-    finally:
-        display.close()
-
-
 def _export(
     args: argparse.Namespace,
     config: SearchConfig,
@@ -148,16 +187,15 @@ def _export(
     console: Any,
     display: Any,
 ) -> int:
+    """Rebuilds the search from its project, picks the trial (refitting it with `--refit`) and
+    exports it through `tuner.serve.bundle.export_trial`, the search's own way out."""
     from tuner.engine import transfer as engine
     from tuner.engine.oracles import make_oracle
-    from tuner.engine.spaces import load_space
-    from tuner.models.registry import get_backbone
-    from tuner.serve import bundle as artifact
+    from tuner.engine.spaces import space_for
+    from tuner.serve.bundle import export_trial
 
     started = time.perf_counter()
-    family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
-    space = load_space(family=family, path=config.space)
-    bench = engine.prepare(config, space, display)
+    bench = engine.prepare(config, space_for(config), display)
     searched_classes = (read_run(config.project_dir) or {}).get("class_names")
     if searched_classes is not None and list(bench.data.class_names) != searched_classes:
         raise ConfigError(
@@ -186,7 +224,7 @@ def _export(
         from tuner.train.refit import refit_trial
 
         model, refit = refit_trial(tuner, trial)
-    paths = artifact.export_best(
+    paths = export_trial(
         tuner,
         trial,
         config.resolved_export_dir,
@@ -202,19 +240,6 @@ def _export(
         f"({time.perf_counter() - started:.0f}s)"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (2 for bad input)."""
-    heap.limit_arenas()
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except TunerError as error:
-        return report(error, debug=args.debug)
-    except KeyboardInterrupt:
-        print("interrupted: nothing was exported; the search's trials are kept.", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

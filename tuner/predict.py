@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError, DataError, TunerError, report
+from tuner._cli import Command
+from tuner.errors import ConfigError, DataError, TunerError
 from tuner.runtime import startup as runtime
 
 TOP_K = 3
@@ -148,7 +149,7 @@ def _read_labels(folder: Path, n_outputs: int) -> list[str]:
     return [str(i) for i in range(n_outputs)]
 
 
-def image_files(inputs: Sequence[Path]) -> list[Path]:
+def _image_files(inputs: Sequence[Path]) -> list[Path]:
     """Files named, and the image files (by extension, hidden ones left out) under folders named,
     in sorted order per folder."""
     from tuner.data.folders import IMAGE_EXTENSIONS
@@ -168,7 +169,7 @@ def image_files(inputs: Sequence[Path]) -> list[Path]:
     return files
 
 
-def predict_files(predictor: Predictor, files: Sequence[Path], top_k: int = TOP_K) -> list[dict]:
+def _predict_files(predictor: Predictor, files: Sequence[Path], top_k: int = TOP_K) -> list[dict]:
     """One result per file: its top classes, or why it could not be read."""
     from tuner.data.decode import read_image, resize_like_training
 
@@ -204,7 +205,8 @@ def _reason(error: DataError) -> str:
     return text.removesuffix(" Pass a readable image file.").rstrip(".")
 
 
-def render(results: Sequence[dict], console: Any) -> None:
+def _render(results: Sequence[dict], console: Any) -> None:
+    """Prints the results as a table: file, top class, its probability, the top classes."""
     from rich.table import Table
 
     table = Table(title="predictions")
@@ -221,42 +223,40 @@ def render(results: Sequence[dict], console: Any) -> None:
     console.print(table)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tuner.predict",
-        description="Classify images with an exported model (.keras, SavedModel folder or "
-        ".tflite).",
-    )
-    parser.add_argument("model", type=Path, help="a .keras file, SavedModel folder or .tflite")
-    parser.add_argument("images", type=Path, nargs="+", help="image files or folders of them")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
+class _Predict(Command):
+    name = "predict"
+    description = "Classify images with an exported model (.keras, SavedModel folder or .tflite)."
+    interrupted = "interrupted: no predictions were printed (this command writes no files)."
 
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", type=Path, help="a .keras file, SavedModel folder or .tflite")
+        parser.add_argument("images", type=Path, nargs="+", help="image files or folders of them")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    def run(self, args: argparse.Namespace) -> int:
+        # The predictions are the result, and this command prints nothing else (TensorFlow's
+        # start-up lines only with --debug): `--quiet` leaves its output as it is.
         if not args.model.exists():
             raise ConfigError(
                 f"No model at {args.model}: pass the path python -m tuner.export printed."
             )
         missing = [str(p) for p in args.images if not p.exists()]
         predictor = Predictor(args.model, debug=args.debug)
-        files = image_files([p for p in args.images if p.exists()])
+        files = _image_files([p for p in args.images if p.exists()])
         results = [{"file": m, "error": "no such file or folder"} for m in missing]
-        results += predict_files(predictor, files)
+        results += _predict_files(predictor, files)
         if not results:
             raise ConfigError("No image files found in the folders given.")
-    except TunerError as error:
-        return report(error, debug=args.debug)
-    if args.json:
-        print(json.dumps({"model": str(args.model), "predictions": results}, indent=2))
-    else:
-        from rich.console import Console
+        if args.json:
+            print(json.dumps({"model": str(args.model), "predictions": results}, indent=2))
+        else:
+            from rich.console import Console
 
-        render(results, Console())
-    return 0 if any("error" not in r for r in results) else 2
+            _render(results, Console())
+        return 0 if any("error" not in r for r in results) else 2
+
+
+main = _Predict().main  # main(argv) runs the command line, returns the exit status
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """The command line, `python -m tuner.search --backbone xception --data ./my_images`, and the same
-search from Python, `tuner.search.run("./my_images", backbone="xception")`.
+search from Python, `tuner.run("./my_images", backbone="xception")` (this module's `run`).
 
 Parses and validates every flag into one frozen `SearchConfig` before TensorFlow is imported (so
 `--help` and usage errors answer at once, and a bad command line creates no files), then hands it
-to `tuner.engine.runner.execute` (prepare, search, export), which returns the leaderboard: the command
-line prints it, `run` returns it. A `TunerError` becomes one line on stderr and exit code 2 on
-the command line (`--debug` shows the traceback), and is raised from `run`.
+to `tuner.engine.runner.execute` (prepare, search, export), which returns the leaderboard: the
+command line prints it, `run` returns it. Both go through `_search`. On the command line a
+`TunerError` becomes one line on stderr and exit code 2 (`tuner._cli`; `--debug` shows the
+traceback); `run` raises it.
 """
 
 from __future__ import annotations
@@ -13,180 +14,267 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tuner._cli import Command
 from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
 from tuner.data.demo import DEMO_FALLBACK_SETTINGS, DEMO_WEIGHTS, demo_settings
 from tuner.engine.runner import SearchResult, execute
-from tuner.errors import ConfigError, TunerError, report
+from tuner.engine.spaces import space_for
+from tuner.errors import ConfigError, TunerError
 from tuner.runtime import heap
 
-if TYPE_CHECKING:  # type names only: the CLI imports TensorFlow after parsing
-    from tuner.engine.spaces import Space
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tuner.search",
-        description=(
-            "Search two-phase transfer learning (a new head on a frozen pretrained backbone, "
-            "then fine-tuning of its top blocks) for the best image classifier, print a "
-            "leaderboard and export the best model."
-        ),
+class _Search(Command):
+    name = "search"
+    description = (
+        "Search two-phase transfer learning (a new head on a frozen pretrained backbone, then "
+        "fine-tuning of its top blocks) for the best image classifier, print a leaderboard and "
+        "export the best model."
     )
-    data = parser.add_argument_group("data")
-    data.add_argument(
+    interrupted = "interrupted: finished trials are kept; rerun the same command to resume."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_data_flags(parser.add_argument_group("data"))
+        _add_model_flags(parser.add_argument_group("model"))
+        _add_search_flags(parser.add_argument_group("search"))
+        _add_output_flags(parser.add_argument_group("output"))
+        _add_cache_flags(parser.add_argument_group("cache"))
+        _add_cluster_flags(
+            parser.add_argument_group(
+                "several machines (KerasTuner's chief and workers; all share --project-dir)"
+            )
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        # Before anything loads TensorFlow (the registry does) and starts its threads: glibc
+        # fixes its arena limit early (tuner.runtime.heap).
+        heap.limit_arenas()
+        if args.list_backbones:
+            from tuner.models.registry import get_backbone, list_backbones
+
+            for name in list_backbones():
+                spec = get_backbone(name)
+                print(f"{name:<20} default {spec.default_size:>3}px  min {spec.min_size:>3}px")
+            return 0
+        from rich.console import Console
+
+        console = Console()
+        config, result = _search(args, console)
+        if config.role == "worker":
+            return 0  # the chief prints the leaderboard and exports, once every trial ended
+        from tuner.ui.board import render
+
+        render(result.leaderboard, console=console)
+        if result.export is None:
+            raise TunerError(
+                "No trial completed, so nothing was exported; the leaderboard above "
+                "says why each failed."
+            )
+        if config.verbose:
+            best = result.leaderboard.rows[0]
+            console.print(
+                f"best trial {best.trial_id}: {config.objective}={best.score:.4f}; exported to "
+                f"{result.export} ({result.seconds:.0f}s); SavedModel and TFLite: "
+                f"python -m tuner.export {config.project_dir}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        return 0
+
+
+_COMMAND = _Search()
+build_parser = _COMMAND.build_parser  # the parser; its defaults are `run`'s too
+main = _COMMAND.main  # main(argv) runs the command line, returns the exit status
+
+
+def _add_data_flags(group: Any) -> None:
+    group.add_argument(
         "--data",
         type=Path,
         help="training images: one subfolder per class, or a "
         "flat folder of files named LABEL.N.jpg",
     )
-    data.add_argument(
+    group.add_argument(
         "--val-data",
         type=Path,
         help="validation images, same layouts; default: a stratified --val-split of --data",
     )
-    data.add_argument(
+    group.add_argument(
         "--val-split",
         type=float,
         default=0.2,
         help="fraction of each class held out for validation (default: 0.2)",
     )
-    data.add_argument(
+    group.add_argument(
         "--demo",
         action="store_true",
         help="run an offline demo on a small generated dataset (no downloads)",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
+
+
+def _add_model_flags(group: Any) -> None:
+    group.add_argument(
         "--backbone",
         default=None,
         help="a backbone name, or a comma-separated list to search over "
         "(default: xception; see --list-backbones)",
     )
-    model.add_argument(
+    group.add_argument(
         "--list-backbones", action="store_true", help="list the backbone names and exit"
     )
-    model.add_argument(
+    group.add_argument(
         "--image-size", type=int, help="square input size in pixels (default: the backbone's own)"
     )
-    model.add_argument(
+    group.add_argument(
         "--weights",
         help="imagenet (downloaded and cached by Keras; the default), none (random "
         "init; the default with --demo) or a path to a weights file for the "
         "backbone without its top",
     )
-    search = parser.add_argument_group("search")
-    search.add_argument("--space", type=Path, help="a search-space TOML laid over the defaults")
-    search.add_argument("--oracle", default="random", help=f"one of {', '.join(ORACLES)}")
-    search.add_argument(
+
+
+def _add_search_flags(group: Any) -> None:
+    group.add_argument("--space", type=Path, help="a search-space TOML laid over the defaults")
+    group.add_argument("--oracle", default="random", help=f"one of {', '.join(ORACLES)}")
+    group.add_argument(
         "--max-trials",
         type=int,
         help="trials to run (default: 10); hyperband sizes its brackets from the epochs instead",
     )
-    search.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
-    search.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
-    search.add_argument(
+    group.add_argument("--epochs-head", type=int, help="phase-1 epochs (default: 4)")
+    group.add_argument("--epochs-finetune", type=int, help="phase-2 epochs (default: 4)")
+    group.add_argument(
         "--patience",
         type=int,
         help="early-stopping patience inside each phase; 0 turns it off (default: 2)",
     )
-    search.add_argument(
+    group.add_argument(
         "--finetune-contenders",
         type=int,
         metavar="N",
         help="phase-aware effort: fine-tune a trial only when its head-only score is among the N "
         "best so far; the others keep their head-only result (default: 0, every trial)",
     )
-    search.add_argument("--batch-size", type=int, help="default: 32")
-    search.add_argument(
+    group.add_argument("--batch-size", type=int, help="default: 32")
+    group.add_argument(
         "--time-budget",
         type=float,
         metavar="SECONDS",
         help="start no new trial once SECONDS have passed since the command started; a running "
         "trial finishes (default: no limit)",
     )
-    search.add_argument(
+    group.add_argument(
         "--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}"
     )
-    search.add_argument("--seed", type=int, default=1)
-    output = parser.add_argument_group("output")
-    output.add_argument(
+    group.add_argument("--seed", type=int, default=1)
+
+
+def _add_output_flags(group: Any) -> None:
+    group.add_argument(
         "--project-dir",
         type=Path,
         help="where trials, caches and the export go (default: runs/<backbone>); "
         "rerunning the same command resumes",
     )
-    output.add_argument("--overwrite", action="store_true", help="start the search over")
-    output.add_argument("--export", type=Path, help="export folder (default: PROJECT_DIR/export)")
-    speed = parser.add_argument_group("cache")
-    speed.add_argument(
+    group.add_argument("--overwrite", action="store_true", help="start the search over")
+    group.add_argument("--export", type=Path, help="export folder (default: PROJECT_DIR/export)")
+
+
+def _add_cache_flags(group: Any) -> None:
+    group.add_argument(
         "--no-cache",
         action="store_true",
         help="train the full model every epoch instead of cached frozen activations",
     )
-    speed.add_argument("--cache-dir", type=Path, help="default: PROJECT_DIR/cache")
-    speed.add_argument(
+    group.add_argument("--cache-dir", type=Path, help="default: PROJECT_DIR/cache")
+    group.add_argument(
         "--cache-memory",
         default="256M",
         help="cache entries up to this size are held in memory; larger ones are read from disk "
         "a batch at a time (default: 256M)",
     )
-    speed.add_argument(
+    group.add_argument(
         "--augment",
         action="store_true",
         help="random flip, rotation and zoom; the cache then holds several views",
     )
-    speed.add_argument(
+    group.add_argument(
         "--augment-views",
         type=int,
         default=4,
         help="augmented views cached per image with --augment (default: 4)",
     )
-    cluster = parser.add_argument_group(
-        "several machines (KerasTuner's chief and workers; all share --project-dir)"
-    )
-    cluster.add_argument(
+
+
+def _add_cluster_flags(group: Any) -> None:
+    group.add_argument(
         "--chief",
         metavar="HOST:PORT",
         help="serve the search's oracle on HOST:PORT (that address only, no authentication: a "
         "trusted network or a tunnel) to workers; runs no trial itself, and exports the best "
         "model once every trial has ended",
     )
-    cluster.add_argument(
+    group.add_argument(
         "--worker",
         metavar="HOST:PORT",
         help="run trials for the chief at HOST:PORT, with the chief's command's other flags",
     )
-    cluster.add_argument("--worker-id", metavar="NAME", help="this worker's name, unique")
-    cluster.add_argument(
+    group.add_argument("--worker-id", metavar="NAME", help="this worker's name, unique")
+    group.add_argument(
         "--worker-timeout",
         type=float,
         default=600.0,
         metavar="SECONDS",
         help="the chief takes a trial back from a worker silent this long (default: 600)",
     )
-    cluster.add_argument(
+    group.add_argument(
         "--strategy",
         choices=["mirrored"],
         help="train each trial on all local GPUs with tf.distribute.MirroredStrategy",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="print only the final leaderboard, and errors"
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show tracebacks, and TensorFlow's start-up messages",
-    )
-    return parser
 
 
-def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """Validate the flags into a `SearchConfig`. Imports nothing heavy; creates no files."""
+def _config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """Validate the flags into a `SearchConfig`. Creates no files; loads Keras (the registry)."""
+    settings = _settings_from_args(args)
+    backbones = settings["backbones"]
+    role, address = _role_from_args(args)
+    project_dir = args.project_dir or (
+        Path("runs") / "demo" if args.demo else default_project_dir(backbones)
+    )
+    return SearchConfig(
+        data=Path("<demo>") if args.demo else Path(args.data),  # run() makes the demo's data
+        val_data=args.val_data,
+        val_split=args.val_split,
+        project_dir=project_dir,
+        space=args.space,
+        oracle=args.oracle.lower(),
+        objective=args.objective,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        export_dir=args.export,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        cache_memory=parse_size(args.cache_memory),
+        augment=args.augment,
+        augment_views=args.augment_views,
+        time_budget=args.time_budget,
+        demo=args.demo,
+        verbose=0 if args.quiet else 1,
+        role=role,
+        oracle_address=address,
+        worker_id=args.worker_id,
+        worker_timeout=args.worker_timeout,
+        strategy=args.strategy,
+        **settings,
+    )
+
+
+def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The data, model and schedule settings: the demo's, then the flags the user gave over them;
+    `backbones` and `weights` checked against the registry."""
     from tuner.models.registry import get_backbone
 
     settings: dict[str, Any] = {}
@@ -199,11 +287,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         settings.update(demo)
         if args.data is not None:
             raise ConfigError("--demo makes its own data; drop --data, or drop --demo.")
-        data = Path("<demo>")  # made by run(), after every flag is validated
-    else:
-        if args.data is None:
-            raise ConfigError("Missing --data DIR (a folder of images), or pass --demo.")
-        data = args.data
+    elif args.data is None:
+        raise ConfigError("Missing --data DIR (a folder of images), or pass --demo.")
     # Flags the user gave win over the demo's settings; the rest keep SearchConfig's defaults.
     explicit = {
         "image_size": args.image_size,
@@ -212,10 +297,9 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         "epochs_finetune": args.epochs_finetune,
         "batch_size": args.batch_size,
         "finetune_contenders": args.finetune_contenders,
+        "patience": args.patience,
     }
     settings.update({k: v for k, v in explicit.items() if v is not None})
-    if args.patience is not None:
-        settings["patience"] = args.patience
     if args.backbone is not None:
         names = tuple(n.strip().lower() for n in args.backbone.split(",") if n.strip())
         if not names:
@@ -249,106 +333,30 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
                 f"--image-size must be at least {spec.min_size} for {name}. Received: "
                 f"image_size={size}"
             )
-    role, address = "single", None
+    return settings
+
+
+def _role_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
+    """This process's part in the search (single, chief or worker) and the chief's address."""
     if args.chief and args.worker:
         raise ConfigError("A process is the chief or a worker, not both: drop --chief or --worker.")
-    if args.chief or args.worker:
-        from tuner.cluster.service import check_worker_id, parse_address
+    if not (args.chief or args.worker):
+        return "single", None
+    from tuner.cluster.service import check_worker_id, parse_address
 
-        role = "chief" if args.chief else "worker"
-        flag = f"--{role}"
-        host, port = parse_address(args.chief or args.worker, flag)
-        address = f"{host}:{port}"
-        if args.worker_id is not None:
-            args.worker_id = check_worker_id(args.worker_id)
-    project_dir = args.project_dir or (
-        Path("runs") / "demo" if args.demo else default_project_dir(backbones)
-    )
-    return SearchConfig(
-        data=Path(data),
-        val_data=args.val_data,
-        val_split=args.val_split,
-        project_dir=project_dir,
-        space=args.space,
-        oracle=args.oracle.lower(),
-        objective=args.objective,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        export_dir=args.export,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-        cache_memory=parse_size(args.cache_memory),
-        augment=args.augment,
-        augment_views=args.augment_views,
-        time_budget=args.time_budget,
-        demo=args.demo,
-        verbose=0 if args.quiet else 1,
-        role=role,
-        oracle_address=address,
-        worker_id=args.worker_id,
-        worker_timeout=args.worker_timeout,
-        strategy=args.strategy,
-        **settings,
-    )
+    role = "chief" if args.chief else "worker"
+    host, port = parse_address(args.chief or args.worker, f"--{role}")
+    if args.worker_id is not None:
+        args.worker_id = check_worker_id(args.worker_id)
+    return role, f"{host}:{port}"
 
 
-def load_space(config: SearchConfig) -> Space:
-    """The search space for the configured backbones, validated against their block counts later."""
-    from tuner.engine.spaces import load_space as load
-    from tuner.models.registry import get_backbone
-
-    family = get_backbone(config.backbones[0]).family if len(config.backbones) == 1 else None
-    return load(family=family, path=config.space)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (2 for a `TunerError`, 130 when interrupted)."""
-    # Before TensorFlow starts its threads: glibc fixes its arena limit early (tuner.runtime.heap).
-    heap.limit_arenas()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.list_backbones:
-        from tuner.models.registry import get_backbone, list_backbones
-
-        for name in list_backbones():
-            spec = get_backbone(name)
-            print(f"{name:<20} default {spec.default_size:>3}px  min {spec.min_size:>3}px")
-        return 0
-    try:
-        config = config_from_args(args)
-        space = load_space(config)
-        from rich.console import Console
-
-        from tuner.ui.board import render
-
-        console = Console()
-        result = execute(config, space, console=console, debug=args.debug)
-        if config.role == "worker":
-            return 0  # the chief prints the leaderboard and exports, once every trial ended
-        render(result.leaderboard, console=console)
-        if result.export is None:
-            raise TunerError(
-                "No trial completed, so nothing was exported; the leaderboard above "
-                "says why each failed."
-            )
-        if config.verbose:
-            best = result.leaderboard.rows[0]
-            console.print(
-                f"best trial {best.trial_id}: {config.objective}={best.score:.4f}; exported to "
-                f"{result.export} ({result.seconds:.0f}s); SavedModel and TFLite: "
-                f"python -m tuner.export {config.project_dir}",
-                soft_wrap=True,
-                highlight=False,
-            )
-        return 0
-    except TunerError as error:
-        return report(error, debug=args.debug)
-    except KeyboardInterrupt:
-        print(
-            "interrupted: finished trials are kept; rerun the same command to resume.",
-            file=sys.stderr,
-        )
-        return 130
+def _search(args: argparse.Namespace, console: Any) -> tuple[SearchConfig, SearchResult]:
+    """One search from parsed flags, the command line's and `run`'s alike: validated into a
+    `SearchConfig`, then `tuner.engine.runner.execute`d. Returns the config with the result.
+    The caller has limited malloc's arenas (`tuner.runtime.heap`) first."""
+    config = _config_from_args(args)
+    return config, execute(config, space_for(config), console=console, debug=args.debug)
 
 
 def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchResult:
@@ -376,8 +384,7 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
         TunerError: what the command line reports as one line with exit code 2 (bad data, a bad
             option, a search that cannot go on); finished trials are kept.
     """
-    parser = build_parser()
-    args = parser.parse_args([])
+    args = build_parser().parse_args([])
     console = options.pop("console", None)
     known = set(vars(args)) - {"list_backbones", "data"}
     unknown = sorted(set(options) - known)
@@ -395,9 +402,8 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
         setattr(args, name, value)
     if args.cache_memory is not None and not isinstance(args.cache_memory, str):
         args.cache_memory = str(args.cache_memory)
-    heap.limit_arenas()
-    config = config_from_args(args)
-    return execute(config, load_space(config), console=console, debug=args.debug)
+    heap.limit_arenas()  # before TensorFlow starts its threads, as the command line does
+    return _search(args, console)[1]
 
 
 _PATH_OPTIONS = {"val_data", "space", "project_dir", "export", "cache_dir"}

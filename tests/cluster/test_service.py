@@ -251,9 +251,9 @@ def test_a_silent_workers_trial_goes_back_to_the_queue_then_fails(chief, tmp_pat
     time.sleep(2.0)  # w2 goes silent too: now the trial fails
     assert oracle.trials[first.trial_id].status == "FAILED"
     assert "stopped responding" in oracle.trials[first.trial_id].message
-    from tuner.project.trials import load_leaderboard
+    from tuner.project.trials import read_ranking
 
-    failed = next(r for r in load_leaderboard(tmp_path).rows if r.trial_id == first.trial_id)
+    failed = next(r for r in read_ranking(tmp_path).rows if r.trial_id == first.trial_id)
     assert failed.status == "FAILED" and "worker w2 stopped responding" in failed.reason
     # A heartbeat keeps a worker's trial: w3 beats while its trial "trains".
     third = create("w3")

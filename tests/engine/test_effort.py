@@ -29,7 +29,7 @@ def test_a_trial_is_a_contender_among_the_best_so_far():
 
 
 def test_only_contenders_fine_tune(search_config, searched, fixed_space):
-    from tuner.ui.board import build_table, load_leaderboard
+    from tuner.ui.board import build_table, load
 
     space = fixed_space(1)
     space.write_text(space.read_text().replace('type = "fixed"\nvalue = 0.01', LEARNING_RATES))
@@ -45,7 +45,7 @@ def test_only_contenders_fine_tune(search_config, searched, fixed_space):
         assert (summary["finetune_skipped"] is None) == contender
         skipped += not contender
         best_head = head if best_head is None else max(best_head, head)
-    board = load_leaderboard(config.project_dir)
+    board = load(config.project_dir)
     assert skipped >= 1
     assert sum(row.finetune_skipped is not None for row in board.rows) == skipped
     from rich.console import Console

@@ -330,7 +330,7 @@ def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
 ):
     from tuner.engine.spaces import load_space
     from tuner.engine.transfer import run_search
-    from tuner.ui.board import load_leaderboard
+    from tuner.ui.board import load
 
     if kind == "diverged":
         # Adam steps of 1e30 overflow float32 at once: a real NaN loss, no monkeypatching.
@@ -350,7 +350,7 @@ def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
     )
     reason = summary["reason"]
     assert "\n" not in reason and re.search(expected, reason), reason
-    rows = {row.trial_id: row for row in load_leaderboard(config.project_dir).rows}
+    rows = {row.trial_id: row for row in load(config.project_dir).rows}
     assert rows[failed.trial_id].status == "FAILED"
     shown = rows[failed.trial_id].reason  # the leaderboard shortens long reasons with '…'
     assert shown == reason or (shown.endswith("…") and reason.startswith(shown[:-1]))
@@ -365,7 +365,7 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
     import tensorflow as tf
 
     from tuner.train import trial as training
-    from tuner.ui.board import load_leaderboard
+    from tuner.ui.board import load
 
     project = tmp_path / "project"
     args = cli_args(image_folder, project, trials=4, head=1, finetune=1)
@@ -385,7 +385,7 @@ def test_repeated_failures_stop_with_one_line_and_the_project_resumes(
     # The cause is fixed: the same command continues the search where it stopped.
     monkeypatch.setattr(training._Plan, "fit", real_fit)
     assert cli.main(args) == 0
-    rows = load_leaderboard(project).rows
+    rows = load(project).rows
     assert sorted(r.status for r in rows) == ["COMPLETED", "FAILED", "FAILED", "FAILED"]
     assert all(r.reason.startswith("out of memory") for r in rows if r.status == "FAILED")
     assert (project / "export" / "model.keras").exists()
@@ -599,12 +599,12 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, p
     from tuner.cache.store import ArrayCache
     from tuner.engine.spaces import load_space
     from tuner.engine.transfer import completed_trials, run_search
-    from tuner.serve.bundle import export_best
+    from tuner.serve.bundle import export_trial
 
     config = search_config(max_trials=1, epochs_head=1, epochs_finetune=1)
     space = load_space(family="tiny")
     tuner = run_search(prepared(config, space))
-    path = export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
+    path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
 
     keras.saving.load_model(path, safe_mode=True)
     with zipfile.ZipFile(path) as archive:

@@ -55,7 +55,7 @@ def test_a_corrupt_entry_is_rebuilt_not_used(search_config, prepared):
 
 
 def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixed_space, prepared):
-    from tuner.ui.board import build_table, load_leaderboard
+    from tuner.ui.board import build_table, load
 
     config = search_config(augment=True, augment_views=3, max_trials=1, space=fixed_space(1))
     bench = prepared(config)
@@ -75,12 +75,12 @@ def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixe
     from rich.console import Console
 
     console = Console(file=StringIO(), width=100, color_system=None)
-    console.print(build_table(load_leaderboard(config.project_dir)))
+    console.print(build_table(load(config.project_dir)))
     assert "augmentation on" in console.file.getvalue()
     from tuner.engine.transfer import completed_trials
-    from tuner.serve.bundle import export_best
+    from tuner.serve.bundle import export_trial
 
-    export_best(tuner, completed_trials(tuner)[0], tmp_path / "export")
+    export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")
     assert json.loads((tmp_path / "export" / "metadata.json").read_text())["augment"] is True
 
 
@@ -91,7 +91,7 @@ def test_export_predicts_what_the_cached_path_predicts(
 
     from tuner.engine.transfer import completed_trials
     from tuner.models.network import Pieces, build_head
-    from tuner.serve.bundle import export_best
+    from tuner.serve.bundle import export_trial
 
     config = search_config(max_trials=1, space=fixed_space(2), cache_dtype="float32")
     bench = prepared(config)
@@ -108,7 +108,7 @@ def test_export_predicts_what_the_cached_path_predicts(
         pieces.apply(head, session.model)
         top = session.split(pieces.cut)[1]
         cached = head(top(np.asarray(session.features("val", pieces.cut))))
-    path = export_best(tuner, best, tmp_path / "export")["keras"]
+    path = export_trial(tuner, best, tmp_path / "export")["keras"]
     exported = keras.saving.load_model(path, safe_mode=True)
     served = exported.predict(np.asarray(bench.data.pixels("val", 32)), verbose=0)
     np.testing.assert_allclose(served, np.asarray(cached), rtol=1e-4, atol=1e-5)

@@ -162,7 +162,7 @@ def test_float32_formats_agree_with_each_other_and_with_the_search(searched, con
     """On the validation images: the .keras file, both SavedModel signatures and the float32
     TFLite model give the same top-1 and probabilities within FLOAT32_TOLERANCE; and they are
     what the search's own model computes for those images."""
-    from tuner.export import build_parser, load_project_config
+    from tuner.export import load_project_config
 
     out, pixels, _ = consumed
     reference = out["keras"]
@@ -178,12 +178,11 @@ def test_float32_formats_agree_with_each_other_and_with_the_search(searched, con
     # The leaderboard's model: the trial's checkpoint, rebuilt in-process.
     from tuner.engine import transfer as engine
     from tuner.engine.oracles import make_oracle
-    from tuner.search import load_space
+    from tuner.engine.spaces import space_for
     from tuner.ui.display import SearchDisplay
 
-    args = build_parser().parse_args([str(searched["project"]), "--quiet"])
-    config = load_project_config(searched["project"], args)
-    bench = engine.prepare(config, load_space(config), SearchDisplay(verbose=0))
+    config = load_project_config(searched["project"], verbose=0)
+    bench = engine.prepare(config, space_for(config), SearchDisplay(verbose=0))
     tuner = engine.TransferTuner(make_oracle(config), bench)
     best = engine.completed_trials(tuner)[0]
     trained = tuner.load_model(best).predict(pixels.astype("float32"), verbose=0)
@@ -284,10 +283,10 @@ def test_refit_trains_the_trials_epochs_on_train_and_val_and_says_so(searched, t
     import keras
 
     from tuner import export
-    from tuner.project.trials import load_leaderboard
+    from tuner.project.trials import read_ranking
 
     project = searched["project"]
-    best = load_leaderboard(project).rows[0]
+    best = read_ranking(project).rows[0]
     summary = json.loads(
         (project / "trials" / f"trial_{best.trial_id}" / "summary.json").read_text()
     )

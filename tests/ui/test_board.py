@@ -16,20 +16,18 @@ from rich.console import Console
 
 from tuner.errors import TunerError
 from tuner.leaderboard import main
-from tuner.ui import board as leaderboard
-from tuner.ui.board import (
-    Leaderboard,
+from tuner.project.trials import (
+    Ranking,
     Row,
-    build_table,
-    load,
-    load_leaderboard,
     read_csv,
-    render,
+    read_ranking,
     rows_from_json,
-    sparkline,
     to_csv,
     to_json,
 )
+from tuner.ui import board as leaderboard
+from tuner.ui.board import build_table, load, render
+from tuner.ui.boardtext import sparkline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -260,7 +258,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _text(board: Leaderboard, width: int = 110, **kwargs: Any) -> str:
+def _text(board: Ranking, width: int = 110, **kwargs: Any) -> str:
     # A terminal: the table fits its width (a file or a pipe gets every column, see below).
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=True)
     render(board, console=console, **kwargs)
@@ -277,7 +275,7 @@ def _table_line(text: str, trial_id: str) -> str:
 
 
 def test_rows_are_ranked_by_score_then_running_then_failed(project: Path) -> None:
-    board = load_leaderboard(project)
+    board = read_ranking(project)
 
     assert board.objective == "val_accuracy"
     assert board.direction == "max"
@@ -292,7 +290,7 @@ def test_rows_are_ranked_by_score_then_running_then_failed(project: Path) -> Non
 
 
 def test_row_fields_come_from_trial_and_summary(project: Path) -> None:
-    rows = {row.trial_id: row for row in load_leaderboard(project).rows}
+    rows = {row.trial_id: row for row in read_ranking(project).rows}
 
     assert rows["00"] == Row(
         rank=2,
@@ -334,7 +332,7 @@ def test_summary_reason_wins_over_traceback_and_is_truncated(project: Path) -> N
         ),
         summary("05", head=(3, 5.0, 0.5), finetune=None, reason=long_reason),
     )
-    row = next(r for r in load_leaderboard(project).rows if r.trial_id == "05")
+    row = next(r for r in read_ranking(project).rows if r.trial_id == "05")
 
     assert row.reason.startswith("diverged: loss became NaN at epoch 3 (phase 2) xxx")
     assert len(row.reason) <= 100
@@ -350,7 +348,7 @@ def test_min_direction_and_ties_by_trial_id(tmp_path: Path) -> None:
     for trial_id, score in [("10", 0.3), ("9", 0.2), ("2", 0.3), ("7", 0.5)]:
         write_trial(tmp_path, trial_state(trial_id, status="COMPLETED", values=values, score=score))
 
-    board = load_leaderboard(tmp_path)
+    board = read_ranking(tmp_path)
 
     assert [(r.rank, r.trial_id) for r in board.rows] == [(1, "9"), (2, "2"), (3, "10"), (4, "7")]
 
@@ -361,7 +359,7 @@ def test_torn_trial_json_becomes_an_unranked_row(project: Path) -> None:
     (torn / "trial.json").write_text('{"trial_id": "05", "hyperpa')
     (project / "trials" / "trial_06").mkdir()  # created, trial.json not written yet: skipped
 
-    rows = load_leaderboard(project).rows
+    rows = read_ranking(project).rows
 
     assert [r.trial_id for r in rows][-1] == "05"
     assert rows[-1].status == "UNREADABLE"
@@ -381,7 +379,7 @@ def test_without_run_json_objective_and_direction_come_from_trial_metrics(tmp_pa
         }
         write_trial(tmp_path, state)
 
-    board = load_leaderboard(tmp_path)
+    board = read_ranking(tmp_path)
 
     assert (board.objective, board.direction, board.run) == ("val_loss", "min", {})
     assert [row.trial_id for row in board.rows] == ["1", "0", "2"]
@@ -389,20 +387,20 @@ def test_without_run_json_objective_and_direction_come_from_trial_metrics(tmp_pa
 
 def test_missing_folder_and_folder_without_search(tmp_path: Path) -> None:
     with pytest.raises(TunerError, match=r"no search found in .*missing: expected .*trials"):
-        load_leaderboard(tmp_path / "missing")
+        read_ranking(tmp_path / "missing")
     with pytest.raises(TunerError, match=r"run python -m tuner\.search first"):
-        load_leaderboard(tmp_path)
+        read_ranking(tmp_path)
 
 
 def test_bad_run_json_is_one_line_tuner_error(project: Path) -> None:
     (project / "run.json").write_text("{not json")
     with pytest.raises(TunerError, match=r"cannot read .*run\.json") as info:
-        load_leaderboard(project)
+        read_ranking(project)
     assert "\n" not in str(info.value)
 
     (project / "run.json").write_text(json.dumps({**RUN, "direction": "up"}))
     with pytest.raises(TunerError, match=r"`direction` must be 'max' or 'min', but got 'up'"):
-        load_leaderboard(project)
+        read_ranking(project)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +408,7 @@ def test_bad_run_json_is_one_line_tuner_error(project: Path) -> None:
 
 
 def test_table_shows_ranks_order_and_headers(project: Path) -> None:
-    text = _text(load_leaderboard(project))
+    text = _text(read_ranking(project))
     lines = text.splitlines()
 
     assert all(len(line) <= 110 for line in lines)
@@ -430,7 +428,7 @@ def test_table_shows_ranks_order_and_headers(project: Path) -> None:
 
 
 def test_table_formats_numbers(project: Path) -> None:
-    text = _text(load_leaderboard(project))
+    text = _text(read_ranking(project))
 
     best = _table_line(text, "02").split()
     assert best[3:6] == ["0.9431", "0.9012", "0.9431"]  # objective, head, fine-tune
@@ -445,7 +443,7 @@ def test_table_formats_numbers(project: Path) -> None:
 
 
 def test_caption_gives_run_counts_best_and_failure_reason(project: Path) -> None:
-    text = _text(load_leaderboard(project))
+    text = _text(read_ranking(project))
 
     assert "weights imagenet" in text
     assert "augmentation off" in text
@@ -456,16 +454,16 @@ def test_caption_gives_run_counts_best_and_failure_reason(project: Path) -> None
 
 
 def test_caption_names_weights_file_and_augmentation_views(project: Path) -> None:
-    board = load_leaderboard(project)
+    board = read_ranking(project)
     run = {**board.run, "weights": "file:ab12cd34ef56", "augment": True, "augment_views": 4}
-    text = _text(Leaderboard(board.objective, board.direction, board.rows, run))
+    text = _text(Ranking(board.objective, board.direction, board.rows, run))
 
     assert "weights from file ab12cd34ef56" in text
     assert "augmentation on (4 cached views)" in text
 
 
 def test_build_table_is_a_renderable_with_title(project: Path) -> None:
-    board = load_leaderboard(project)
+    board = read_ranking(project)
 
     table = build_table(board, title="cats vs dogs")
 
@@ -474,7 +472,7 @@ def test_build_table_is_a_renderable_with_title(project: Path) -> None:
     assert build_table(board).title == "Trials by val_accuracy (higher is better)"
 
 
-def _with_backbones(board: Leaderboard, names: list[str]) -> Leaderboard:
+def _with_backbones(board: Ranking, names: list[str]) -> Ranking:
     rows = tuple(
         dataclasses.replace(row, hyperparameters={"backbone": name, **row.hyperparameters})
         for row, name in zip(board.rows, names, strict=True)
@@ -484,7 +482,7 @@ def _with_backbones(board: Leaderboard, names: list[str]) -> Leaderboard:
 
 def test_a_table_too_wide_leaves_out_epochs_and_times_first(project: Path) -> None:
     backbones = ["mobilenet_v2", "xception", "efficientnet_b0", "resnet50", "xception"]
-    board = _with_backbones(load_leaderboard(project), backbones)
+    board = _with_backbones(read_ranking(project), backbones)
 
     text = _text(board, width=100)
 
@@ -508,7 +506,7 @@ def test_a_table_too_wide_leaves_out_epochs_and_times_first(project: Path) -> No
 def test_narrow_console_keeps_rank_objective_and_hyperparameters(project: Path) -> None:
     console = Console(file=io.StringIO(), width=80, color_system=None, force_terminal=True)
 
-    render(load_leaderboard(project), console=console)
+    render(read_ranking(project), console=console)
 
     text = console.file.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines())
@@ -530,7 +528,7 @@ def test_empty_search_renders(tmp_path: Path) -> None:
     (tmp_path / "trials").mkdir()
     (tmp_path / "run.json").write_text(json.dumps(RUN))
 
-    text = _text(load_leaderboard(tmp_path))
+    text = _text(read_ranking(tmp_path))
 
     assert "0 completed, 0 failed" in text
 
@@ -540,7 +538,7 @@ def test_empty_search_renders(tmp_path: Path) -> None:
 
 
 def test_json_holds_the_same_rows(project: Path) -> None:
-    board = load_leaderboard(project)
+    board = read_ranking(project)
 
     data = json.loads(to_json(board))
 
@@ -551,10 +549,10 @@ def test_json_holds_the_same_rows(project: Path) -> None:
 
 
 def test_json_writes_non_finite_scores_as_null(project: Path) -> None:
-    board = load_leaderboard(project)
+    board = read_ranking(project)
     nan_row = Row(**{**board.rows[0].__dict__, "score": float("nan")})
 
-    data = json.loads(to_json(Leaderboard("val_accuracy", "max", (nan_row,), {})))
+    data = json.loads(to_json(Ranking("val_accuracy", "max", (nan_row,), {})))
 
     assert data["rows"][0]["score"] is None
 
@@ -592,9 +590,11 @@ def test_main_debug_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "TunerError: no search found in" in err
 
 
-def test_main_usage_error_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_usage_error_is_one_line_and_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PROJECT_DIR" in err
+    assert err.endswith("(see python -m tuner.leaderboard --help)\n")
 
 
 def _run_python(*args: str) -> subprocess.CompletedProcess[str]:
@@ -652,7 +652,7 @@ def test_ties_on_the_objective_go_to_the_lower_val_loss(tmp_path: Path) -> None:
         write_trial(tmp_path, state, data)
     write_trial(tmp_path, trial_state("4", status="COMPLETED", values=values, score=0.9))
 
-    board = load_leaderboard(tmp_path)
+    board = read_ranking(tmp_path)
 
     assert [(r.rank, r.trial_id) for r in board.rows] == [(1, "2"), (2, "1"), (3, "3"), (4, "4")]
 

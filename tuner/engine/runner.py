@@ -45,7 +45,7 @@ class SearchResult:
         return rows[0] if rows and rows[0].rank == 1 else None
 
     def records(self) -> list[dict[str, Any]]:
-        """One flat dict per trial, best first (`Leaderboard.records`)."""
+        """One flat dict per trial, best first (`Ranking.records`)."""
         return self.leaderboard.records()
 
     def __rich__(self) -> Any:
@@ -158,7 +158,7 @@ def execute(
     best = engine.completed_trials(tuner)
     export = None
     if best:
-        export = artifact.export_best(tuner, best[0], config.resolved_export_dir)["keras"]
+        export = artifact.export_trial(tuner, best[0], config.resolved_export_dir)["keras"]
     elif config.verbose:
         display.warning("no trial completed, so nothing was exported; the leaderboard says why")
     return SearchResult(

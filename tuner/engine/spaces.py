@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.config import SearchConfig
 from tuner.errors import SpaceError
 from tuner.hp import DROPOUT, FINETUNE_LR, HEAD_LR, NAMES, TUNER_PREFIX, UNFREEZE_BLOCKS, UNITS
 
@@ -246,6 +247,15 @@ def load_space(family: str | None = None, path: str | os.PathLike[str] | None = 
                 f"every space must define {', '.join(_KEYS)}."
             )
     return Space(params=tuple(merged[name] for name in PARAM_NAMES), sources=sources)
+
+
+def space_for(config: SearchConfig) -> Space:
+    """The space a search configuration searches: `load_space` with the family of its backbone
+    (when it searches one; several share the default) and its `--space` file."""
+    from tuner.models.registry import get_backbone  # loads Keras: only once a search is decided
+
+    one = len(config.backbones) == 1
+    return load_space(get_backbone(config.backbones[0]).family if one else None, config.space)
 
 
 def validate_unfreeze(space: Space, n_blocks: int, backbone: str) -> None:

@@ -4,7 +4,7 @@
 display); `TransferHyperModel` declares the search space and builds the full model;
 `TransferTuner.run_trial` trains one trial (`tuner.train.trial.train_trial`) and records it;
 `run_search` checks a resume against `run.json` and runs the oracle `make_oracle` gives, whose first
-trial is the space's defaults; `tuner.serve.bundle.export_best` exports a trial.
+trial is the space's defaults; `tuner.serve.bundle.export_trial` exports a trial.
 
 Error semantics live here: a `TrialError` (or any unexpected error inside a trial) fails that trial
 with a one-line reason and the search goes on; a `TunerError` inside a trial is a configuration
@@ -56,7 +56,7 @@ from tuner.project.layout import (
     run_settings,
 )
 from tuner.project.tblogs import LOGS_DIR, TrialLog, write_experiment
-from tuner.project.trials import load_leaderboard
+from tuner.project.trials import read_ranking
 from tuner.runtime import heap
 from tuner.train.reuse import TrainingModels
 from tuner.train.trial import train_trial, trial_seed
@@ -541,6 +541,6 @@ def completed_trials(tuner: TransferTuner) -> list[kt.engine.trial.Trial]:
     """
     trials = tuner.oracle.get_best_trials(len(tuner.oracle.trials))
     done = {t.trial_id: t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED}
-    board = load_leaderboard(tuner.config.project_dir)
+    board = read_ranking(tuner.config.project_dir)
     ranked = [done[row.trial_id] for row in board.rows if row.trial_id in done]
     return ranked + [t for t in done.values() if t not in ranked]

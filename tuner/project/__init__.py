@@ -3,11 +3,11 @@
 from tuner._lazy import exports
 
 __all__ = [
-    "Leaderboard",
+    "Ranking",
     "PhaseSummary",
     "Row",
     "TrialSummary",
-    "load_leaderboard",
+    "read_ranking",
     "read_run",
 ]
 __getattr__, __dir__ = exports(
@@ -16,8 +16,8 @@ __getattr__, __dir__ = exports(
         "TrialSummary": "layout",
         "PhaseSummary": "layout",
         "read_run": "layout",
-        "Leaderboard": "trials",
+        "Ranking": "trials",
         "Row": "trials",
-        "load_leaderboard": "trials",
+        "read_ranking": "trials",
     },
 )

@@ -4,7 +4,8 @@ This module owns reading a finished or running search from disk. It reads the JS
 (`run.json`, `trials/trial_<id>/trial.json` as KerasTuner 1.4.8 writes it, and our engine's
 `trials/trial_<id>/summary.json` through `tuner.project.layout.TrialSummary`) and never imports
 TensorFlow, Keras or KerasTuner: importing `keras_tuner` loads TensorFlow, which would make every
-look at a running search cost seconds. `tuner.leaderboard` shows what this module reads.
+look at a running search cost seconds. `read_ranking` gives a `Ranking`, plain data;
+`tuner.ui.board` shows it (its `Board` is a `Ranking` that renders itself).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from tuner.project.layout import (
 )
 
 __all__ = [
-    "Leaderboard",
+    "Ranking",
     "Row",
-    "load_leaderboard",
+    "read_ranking",
     "merge",
     "read_csv",
     "rows_from_json",
@@ -99,8 +100,9 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Leaderboard:
-    """All trials of one search, in leaderboard order."""
+class Ranking:
+    """All trials of one search (or of several, `merge`d), in leaderboard order: what
+    `read_ranking` read, as plain data. `tuner.ui.board.Board` is the one that shows itself."""
 
     objective: str  # the metric trials are ranked by, e.g. "val_accuracy"
     direction: str  # "max" or "min"
@@ -125,7 +127,7 @@ class Leaderboard:
 # Reading
 
 
-def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
+def read_ranking(project_dir: str | os.PathLike[str]) -> Ranking:
     """Reads a search's project directory and ranks its trials.
 
     Args:
@@ -183,7 +185,7 @@ def load_leaderboard(project_dir: str | os.PathLike[str]) -> Leaderboard:
         )
         for trial_id, state, error in states
     ]
-    return Leaderboard(
+    return Ranking(
         objective=objective,
         direction=direction,
         rows=_rank(rows, direction, objective),
@@ -197,7 +199,7 @@ def project_name(root: Path) -> str:
     return root.name or root.resolve().name or str(root)
 
 
-def merge(boards: list[Leaderboard]) -> Leaderboard:
+def merge(boards: list[Ranking]) -> Ranking:
     """One leaderboard of several projects' trials, ranked together (two backbones searched
     apart, say); each row keeps its `project`.
 
@@ -233,7 +235,7 @@ def merge(boards: list[Leaderboard]) -> Leaderboard:
         ]
     first = boards[0]
     order = {name: index for index, name in enumerate(runs)}
-    return Leaderboard(
+    return Ranking(
         objective=first.objective,
         direction=first.direction,
         rows=_rank(rows, first.direction, first.objective, order),
@@ -418,14 +420,14 @@ def _rank(
     )
 
 
-def to_json(board: Leaderboard) -> str:
+def to_json(board: Ranking) -> str:
     """Returns the leaderboard as JSON: objective, direction, each project's run.json and one
     object per row (every field of `Row`; `rows_from_json` reads them back).
 
     Non-finite numbers (a NaN score) become `null` so that any JSON parser can read the output.
 
     Args:
-        board: The leaderboard, from `load_leaderboard` or `merge`.
+        board: The trials, from `read_ranking` or `merge`.
 
     Returns:
         The JSON text, indented by two spaces.
@@ -473,7 +475,7 @@ _LAST_COLUMNS = (
 )
 
 
-def record_columns(board: Leaderboard) -> list[str]:
+def record_columns(board: Ranking) -> list[str]:
     """The keys of every record: the row's identity and score; each hyperparameter by its name
     ("head/units"), KerasTuner's schedule values ("tuner/epochs") after them; each metric of
     each phase's best epoch ("val_accuracy_head", "val_accuracy_finetune"); epochs, times,
@@ -513,7 +515,7 @@ def _record_value(row: Row, column: str) -> Any:
     return None  # a metric this row's phase did not log
 
 
-def to_csv(board: Leaderboard) -> str:
+def to_csv(board: Ranking) -> str:
     """The leaderboard's records as CSV, one row per trial, with a header (`tuner.project.csvtext`):
     `read_csv` gives back exactly `board.records()`."""
     return write_csv(record_columns(board), board.records())

@@ -1,17 +1,19 @@
-"""The export: a model that takes raw pixels in three formats, its metadata and model card."""
+"""The export: a model that takes raw pixels in three formats, its metadata and model card.
+
+`export_trial` is the one way a trial becomes an export folder: the end of a search and
+`python -m tuner.export` both go through it.
+"""
 
 from tuner._lazy import exports
 
 __all__ = [
-    "export_best",
+    "export_trial",
     "model_card",
-    "write_export",
 ]
 __getattr__, __dir__ = exports(
     __name__,
     {
-        "write_export": "formats",
-        "export_best": "bundle",
+        "export_trial": "bundle",
         "model_card": "card",
     },
 )

@@ -18,10 +18,10 @@ import tensorflow as tf
 from tuner.errors import TunerError
 from tuner.hp import searched
 from tuner.project.layout import TrialSummary, trial_dir
-from tuner.project.trials import load_leaderboard
+from tuner.project.trials import read_ranking
 
 
-def export_best(
+def export_trial(
     tuner: Any,
     trial: kt.engine.trial.Trial,
     directory: str | os.PathLike,
@@ -45,18 +45,47 @@ def export_best(
         refit: what the refit did, recorded in the metadata; None: no refit.
     """
     from tuner.serve.card import model_card
-    from tuner.serve.formats import CALIBRATION_IMAGES, FORMAT_FILES, write_export
+    from tuner.serve.formats import CALIBRATION_IMAGES, FORMAT_FILES, write_formats
 
-    config = tuner.config
-    features = tuner.features
-    data = tuner.data
-    n_classes = data.n_classes
     model = model if model is not None else tuner.load_model(trial)
     name = tuner.hypermodel.values(trial.hyperparameters).backbone
-    size = features.image_sizes[name]
+    size = tuner.features.image_sizes[name]
+    metadata = _metadata(tuner, trial, name, size, refit)
+    calibration = None
+    if quantize == "int8":
+        pixels = tuner.data.pixels("train", size)
+        calibration = (pixels[i] for i in range(min(CALIBRATION_IMAGES, len(pixels))))
+    try:
+        rows = read_ranking(tuner.config.project_dir).rows
+    except TunerError:
+        rows = ()
+    card_metadata = {
+        **metadata,
+        "formats": {f: FORMAT_FILES[f] for f in formats},
+        "quantize": quantize if "tflite" in formats else "none",
+    }
+    return write_formats(
+        model,
+        directory,
+        image_size=size,
+        metadata=metadata,
+        formats=formats,
+        quantize=quantize,
+        calibration=calibration,
+        card=model_card(card_metadata, rows),
+    )
+
+
+def _metadata(
+    tuner: Any, trial: kt.engine.trial.Trial, name: str, size: int, refit: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What metadata.json says of the trial's model: its input and output, backbone and weights,
+    hyperparameters, scores, data and versions."""
+    config = tuner.config
+    data = tuner.data
     summary, _ = TrialSummary.read(trial_dir(config.project_dir, trial.trial_id))
     summary = summary or TrialSummary(trial.trial_id)
-    metadata = {
+    return {
         "format": 1,
         "class_names": list(data.class_names),
         "input": {
@@ -67,10 +96,10 @@ def export_best(
             "inside; saved_model and model.tflite: see README.md",
         },
         "output": "sigmoid probability of class_names[1]"
-        if n_classes == 2
+        if data.n_classes == 2
         else "softmax probabilities over class_names",
         "backbone": name,
-        "weights": features.weights(name).origin,
+        "weights": tuner.features.weights(name).origin,
         "hyperparameters": searched(trial.hyperparameters.values),
         "objective": {
             "name": config.objective,
@@ -92,26 +121,3 @@ def export_best(
         "cache": config.cache,
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
-    calibration = None
-    if quantize == "int8":
-        pixels = data.pixels("train", size)
-        calibration = (pixels[i] for i in range(min(CALIBRATION_IMAGES, len(pixels))))
-    try:
-        rows = load_leaderboard(config.project_dir).rows
-    except TunerError:
-        rows = ()
-    card_metadata = {
-        **metadata,
-        "formats": {f: FORMAT_FILES[f] for f in formats},
-        "quantize": quantize if "tflite" in formats else "none",
-    }
-    return write_export(
-        model,
-        directory,
-        image_size=size,
-        metadata=metadata,
-        formats=formats,
-        quantize=quantize,
-        calibration=calibration,
-        card=model_card(card_metadata, rows),
-    )

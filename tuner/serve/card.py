@@ -123,7 +123,7 @@ def _usage(formats: Mapping[str, str], size: int, quantize: str) -> list[str]:
 
 def model_card(metadata: Mapping[str, Any], leaderboard_rows: Sequence[Any] = ()) -> str:
     """The Markdown model card for an export described by `metadata` (see
-    `tuner.engine.transfer.export_best`), with the top of the leaderboard."""
+    `tuner.serve.bundle.export_trial`), with the top of the leaderboard."""
     size = metadata["input"]["image_size"]
     data = metadata.get("data") or {}
     counts = data.get("counts") or {}

@@ -1,7 +1,8 @@
-"""The exported artifacts (`python -m tuner.export`): a model that takes raw pixels in three
-formats, its labels, metadata and model card.
+"""The files of an export folder: a model that takes raw pixels in three formats, its labels,
+metadata and model card. Exporting a trial is `tuner.serve.bundle.export_trial`, which gathers what
+they say and calls `write_formats`.
 
-`write_export` writes, into one folder:
+`write_formats` writes, into one folder:
 
 - `model.keras` (format `keras`): raw RGB images (0-255, any height and width; resized inside
   exactly as training resized them) in, class probabilities out. Builtin Keras layers only, so it
@@ -72,7 +73,7 @@ def parse_quantize(text: str) -> str:
     return quantize
 
 
-def serving_model(model: keras.Model, image_size: int) -> keras.Model:
+def _serving_model(model: keras.Model, image_size: int) -> keras.Model:
     """Wrap the classifier so it takes images of any size: resize inside, bilinear, as the data
     loader did when it decoded the training images."""
     # A clone is uncompiled: the artifact carries no optimizer state, only what serving needs.
@@ -88,7 +89,7 @@ def serving_model(model: keras.Model, image_size: int) -> keras.Model:
     return keras.Model(inputs, clone(x, training=False), name="tuner_classifier")
 
 
-def decode_and_resize(encoded: Any, image_size: int) -> Any:
+def _decode_and_resize(encoded: Any, image_size: int) -> Any:
     """One encoded image (a scalar string tensor) to uint8 (size, size, 3), in the graph: what
     `tuner.data.decode` does to a training image (decode to RGB, first frame of a GIF, bilinear
     resize without antialiasing, rounded and clipped to uint8)."""
@@ -133,7 +134,7 @@ def _write_saved_model(
 
     def from_bytes(encoded: Any) -> dict[str, Any]:
         pixels = tf.map_fn(
-            lambda one: decode_and_resize(one, image_size),
+            lambda one: _decode_and_resize(one, image_size),
             encoded,
             fn_output_signature=tf.TensorSpec((image_size, image_size, 3), tf.uint8),
         )
@@ -212,12 +213,12 @@ def _configure(converter: Any, quantize: str, calibration: Iterable[np.ndarray] 
         ]
 
 
-def labels_text(class_names: Sequence[str]) -> str:
+def _labels_text(class_names: Sequence[str]) -> str:
     """labels.txt: one class name per line, line i naming output i."""
     return "".join(f"{name}\n" for name in class_names)
 
 
-def write_export(
+def write_formats(
     model: keras.Model,
     directory: str | os.PathLike,
     *,
@@ -256,7 +257,7 @@ def write_export(
     quantize = parse_quantize(quantize)
     class_names = list(metadata["class_names"])
     directory = Path(directory)
-    serve = serving_model(model, image_size)
+    serve = _serving_model(model, image_size)
     metadata = {
         **metadata,
         "formats": {f: FORMAT_FILES[f] for f in formats},
@@ -264,24 +265,12 @@ def write_export(
     }
     files = {CARD_FILE: card} if card is not None else {}
     files.update({METADATA_FILE: json.dumps(metadata, indent=2, default=str)})
-    files[LABELS_FILE] = labels_text(class_names)
+    files[LABELS_FILE] = _labels_text(class_names)
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
-            if "keras" in formats:
-                serve.save(staging / MODEL_FILE)
-            if "savedmodel" in formats:
-                _write_saved_model(serve, staging / SAVED_MODEL_DIR, image_size, class_names)
-            if "tflite" in formats:
-                _write_tflite(
-                    serve,
-                    staging / TFLITE_FILE,
-                    image_size,
-                    len(class_names),
-                    quantize,
-                    calibration,
-                )
+            _write_models(serve, staging, formats, class_names, image_size, quantize, calibration)
             for name, text in files.items():
                 (staging / name).write_text(text)
             directory.mkdir(parents=True, exist_ok=True)
@@ -301,6 +290,26 @@ def write_export(
             "exporting again needs no training."
         ) from error
     return {f: directory / FORMAT_FILES[f] for f in formats}
+
+
+def _write_models(
+    serve: keras.Model,
+    folder: Path,
+    formats: Sequence[str],
+    class_names: Sequence[str],
+    image_size: int,
+    quantize: str,
+    calibration: Iterable[np.ndarray] | None,
+) -> None:
+    """Writes the serving model into `folder` in each of `formats`, under `FORMAT_FILES` names."""
+    if "keras" in formats:
+        serve.save(folder / MODEL_FILE)
+    if "savedmodel" in formats:
+        _write_saved_model(serve, folder / SAVED_MODEL_DIR, image_size, class_names)
+    if "tflite" in formats:
+        _write_tflite(
+            serve, folder / TFLITE_FILE, image_size, len(class_names), quantize, calibration
+        )
 
 
 def _remove(path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The leaderboard of a search, shown: a rich table of its trials, best first, and its command line.
+"""The leaderboard of a search, shown: a rich table of its trials, best first.
 
-Reading and ranking the trials is `tuner.project.trials`'; this module shows them. Building the table
-(`build_table`) is separate from printing it (`render`), so callers can embed the table in their
-own layout, and tests can render it to a fixed-width console. `load` returns a `Board`, which
-renders itself in a notebook. It never imports TensorFlow.
+Reading and ranking the trials is `tuner.project.trials`' (`read_ranking` gives a `Ranking`, plain
+data); this module shows them. Building the table (`build_table`) is separate from printing it
+(`render`), so callers can embed the table in their own layout, and tests can render it to a
+fixed-width console. `load` (the public `tuner.load`) returns a `Board`: a `Ranking` that renders
+itself, in a terminal and in a notebook. It never imports TensorFlow.
 
 The command line, `python -m tuner.leaderboard`, is `tuner.leaderboard`.
 """
@@ -28,12 +29,10 @@ from tuner.project.trials import (
     FAILED,
     RUNNING,
     UNREADABLE,
-    Leaderboard,
+    Ranking,
     Row,
-    load_leaderboard,
     merge,
-    read_csv,
-    rows_from_json,
+    read_ranking,
     to_csv,
     to_json,
 )
@@ -47,17 +46,9 @@ from tuner.ui.boardtext import (
 
 __all__ = [
     "Board",
-    "Leaderboard",
-    "Row",
     "build_table",
     "load",
-    "load_leaderboard",
-    "read_csv",
     "render",
-    "rows_from_json",
-    "sparkline",
-    "to_csv",
-    "to_json",
 ]
 
 _HP_HEADERS = {
@@ -77,7 +68,7 @@ _LEAF_ABBREVIATIONS = {"learning_rate": "lr", "unfreeze_blocks": "unfreeze"}
 
 
 @dataclass(frozen=True)
-class Board(Leaderboard):
+class Board(Ranking):
     """A leaderboard that shows itself: as the rich table when printed by rich, and as that table
     in a notebook (HTML, with a text form for plain front ends).
 
@@ -120,7 +111,7 @@ def load(*project_dirs: str | os.PathLike[str]) -> Board:
     """
     if not project_dirs:
         raise TunerError("no project folder given; pass the --project-dir of a search")
-    boards = [load_leaderboard(Path(directory)) for directory in project_dirs]
+    boards = [read_ranking(Path(directory)) for directory in project_dirs]
     board = merge(boards)
     return Board(**{f.name: getattr(board, f.name) for f in dataclasses.fields(board)})
 
@@ -129,7 +120,7 @@ def load(*project_dirs: str | os.PathLike[str]) -> Board:
 # Showing
 
 
-def build_table(board: Leaderboard, *, title: str | None = None, width: int | None = None) -> Table:
+def build_table(board: Ranking, *, title: str | None = None, width: int | None = None) -> Table:
     """Builds the leaderboard as a rich table, without printing it.
 
     The columns are the rank, trial id, status, the objective, validation accuracy after each
@@ -138,7 +129,7 @@ def build_table(board: Leaderboard, *, title: str | None = None, width: int | No
     and one line per failed trial saying why it failed.
 
     Args:
-        board: The leaderboard, from `load_leaderboard`.
+        board: The trials, from `load` or `tuner.project.trials.read_ranking`.
         title: A title above the table. Defaults to one naming the objective and its direction.
         width: The width to fit, in characters. When the table is wider, the least important
             columns (epochs, then the times, then the per-phase accuracies) are left out and the
@@ -208,7 +199,7 @@ class _Column:
 _HIDE_ORDER = ("epochs", "ft time", "head time", "curve", "val acc head", "val acc fine-tune")
 
 
-def _columns(board: Leaderboard) -> list[_Column]:
+def _columns(board: Ranking) -> list[_Column]:
     rows = board.rows
     names = _hp_names(rows)
     headers = _hp_headers(names)
@@ -289,7 +280,7 @@ def _wrap_header(header: str, width: int) -> str:
         width += 1
 
 
-def render(board: Leaderboard, *, console: Console | None = None) -> None:
+def render(board: Ranking, *, console: Console | None = None) -> None:
     """Prints the leaderboard table.
 
     In a terminal the table fits the window, leaving out the least important columns when it
@@ -297,7 +288,7 @@ def render(board: Leaderboard, *, console: Console | None = None) -> None:
     printed, at the table's own width, so no line is wrapped or cut.
 
     Args:
-        board: The leaderboard, from `load_leaderboard` or `load`.
+        board: The trials, from `load` or `tuner.project.trials.read_ranking`.
         console: Where to print. Defaults to a new `Console()` on standard output.
     """
     console = console or Console()
@@ -315,7 +306,7 @@ def render(board: Leaderboard, *, console: Console | None = None) -> None:
         wide.print(build_table(board))
 
 
-def _natural_width(board: Leaderboard) -> int:
+def _natural_width(board: Ranking) -> int:
     # The width at which every column and caption line fits unbroken.
     columns = _columns(board)
     lines = [len(line) for line in caption(board, hidden=[]).plain.splitlines()]

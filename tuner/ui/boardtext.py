@@ -13,7 +13,7 @@ from typing import Any
 from rich.text import Text
 
 from tuner.project.layout import integer
-from tuner.project.trials import COMPLETED, FAILED, RUNNING, Leaderboard, Row
+from tuner.project.trials import COMPLETED, FAILED, RUNNING, Ranking, Row
 
 MISSING = "-"
 
@@ -74,7 +74,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def caption(board: Leaderboard, *, hidden: list[str]) -> Text:
+def caption(board: Ranking, *, hidden: list[str]) -> Text:
     if len(board.runs) > 1:
         lines = [
             Text(
