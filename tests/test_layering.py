@@ -36,6 +36,8 @@ HEAVY = {"tensorflow", "keras", "keras_tuner"}
 HEAVY_AT_IMPORT = {
     "cache.files",
     "cache.store",
+    "cluster.chief",
+    "cluster.client",
     "data.demo",
     "engine.oracles",
     "engine.transfer",

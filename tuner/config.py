@@ -72,7 +72,7 @@ class SearchConfig:
     time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
-    # A search over several processes (`tuner.cluster.service`): this one serves the oracle ("chief") at
+    # A search over several processes (`tuner.cluster`): this one serves the oracle ("chief") at
     # `oracle_address`, or runs trials for the chief there ("worker", named `worker_id`).
     role: str = "single"
     oracle_address: str | None = None  # "HOST:PORT"

@@ -253,7 +253,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     if args.chief and args.worker:
         raise ConfigError("A process is the chief or a worker, not both: drop --chief or --worker.")
     if args.chief or args.worker:
-        from tuner.cluster.service import check_worker_id, parse_address
+        from tuner.cluster.address import check_worker_id, parse_address
 
         role = "chief" if args.chief else "worker"
         flag = f"--{role}"

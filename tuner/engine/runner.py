@@ -95,7 +95,7 @@ def execute(
         console, verbose=config.verbose, objective=config.objective, direction=config.direction
     )
     if config.role == "chief":
-        from tuner.cluster.service import check_port, parse_address
+        from tuner.cluster.address import check_port, parse_address
 
         check_port(*parse_address(str(config.oracle_address), "--chief"))
         console.print(

@@ -230,10 +230,10 @@ class TransferTuner(kt.Tuner):
         )
         self.chief_stats: Any = None
         if bench.config.role == "worker":
-            from tuner.cluster import service as cluster
+            from tuner.cluster.client import WorkerOracle
 
             # KerasTuner has swapped the oracle for its gRPC client (docs/design.md §7).
-            self.oracle = cluster.WorkerOracle(
+            self.oracle = WorkerOracle(
                 self.oracle,
                 str(bench.config.worker_id),
                 heartbeat=max(1.0, bench.config.worker_timeout / 4),
@@ -263,14 +263,15 @@ class TransferTuner(kt.Tuner):
 
         The check runs before the oracle creates a trial, so no trial is left RUNNING and a rerun
         resumes the search where it stopped. The chief of a distributed search serves its oracle
-        instead (`tuner.cluster.service.serve`), until every trial has ended.
+        instead (`tuner.cluster.chief.serve`), until every trial has ended.
         """
         if self.config.role == "chief":
-            from tuner.cluster import service as cluster
+            from tuner.cluster.address import parse_address
+            from tuner.cluster.chief import serve
 
-            host, port = cluster.parse_address(str(self.config.oracle_address), "--chief")
+            host, port = parse_address(str(self.config.oracle_address), "--chief")
             self.save()
-            self.chief_stats = cluster.serve(
+            self.chief_stats = serve(
                 self.oracle,
                 host,
                 port,
@@ -454,7 +455,7 @@ def run_search(
         image_sizes=bench.features.image_sizes,
         weights={name: bench.features.weights(name).origin for name in config.backbones},
     )
-    from tuner.cluster import service as cluster
+    from tuner.cluster import address as cluster
     from tuner.cluster import sharing
 
     sharing.check_role(config, settings, bench.display.message)
