@@ -98,6 +98,7 @@ def run_search(
 
     from tuner import search
     from tuner.config import SearchConfig
+    from tuner.engine import runner
     from tuner.engine import transfer as engine
     from tuner.hp import searched
     from tuner.project.layout import SUMMARY_FILE, TrialSummary, trial_dir
@@ -126,7 +127,7 @@ def run_search(
     started = time.perf_counter()
     bench = engine.prepare(config, search.load_space(config), display)
     prepared = time.perf_counter()
-    tuner = engine.run_search(bench)
+    tuner = runner._search(bench)
     finished = time.perf_counter()
     wall = finished - started
 

@@ -51,6 +51,7 @@ HEAVY_AT_IMPORT = {
     "serve.bundle",
     "serve.card",
     "serve.formats",
+    "train.context",
     "train.recorder",
     "train.refit",
     "train.reuse",

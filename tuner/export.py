@@ -185,7 +185,7 @@ def _export(
     if args.refit:
         from tuner.train.refit import refit_trial
 
-        model, refit = refit_trial(tuner, trial)
+        model, refit = refit_trial(bench, trial)
     paths = artifact.export_best(
         tuner,
         trial,

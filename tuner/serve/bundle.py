@@ -47,9 +47,9 @@ def export_best(
     from tuner.serve.card import model_card
     from tuner.serve.formats import CALIBRATION_IMAGES, FORMAT_FILES, write_export
 
-    config = tuner.config
-    features = tuner.features
-    data = tuner.data
+    config = tuner.context.config
+    features = tuner.context.features
+    data = tuner.context.data
     n_classes = data.n_classes
     model = model if model is not None else tuner.load_model(trial)
     name = tuner.hypermodel.values(trial.hyperparameters).backbone

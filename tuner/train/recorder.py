@@ -30,8 +30,8 @@ class Recorder(keras.callbacks.Callback):
         objective: the metric that ranks epochs.
         direction: "max" or "min".
         capture: returns the trained pieces as they stand (called at each new best epoch).
-        on_epoch: called after every epoch with (epoch, logs, seconds).
-        on_begin: called before every epoch with (epoch, batches per epoch or None).
+        on_epoch: called after every epoch with (phase, epoch, logs, seconds).
+        on_begin: called before every epoch with (phase, epoch, batches per epoch or None).
         on_batch: called after every training batch with (batches done, running logs), from
             Keras's callback thread; None (the default) adds no per-batch work at all.
     """
@@ -41,8 +41,8 @@ class Recorder(keras.callbacks.Callback):
         objective: str,
         direction: str,
         capture: Callable[[], Pieces],
-        on_epoch: Callable[[int, dict[str, float], float], None],
-        on_begin: Callable[[int, int | None], None] | None = None,
+        on_epoch: Callable[[int, int, dict[str, float], float], None],
+        on_begin: Callable[[int, int, int | None], None] | None = None,
         on_batch: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__()
@@ -78,7 +78,7 @@ class Recorder(keras.callbacks.Callback):
         self._started = time.perf_counter()
         if self.on_begin is not None:
             params = getattr(self, "params", None) or {}
-            self.on_begin(epoch, params.get("steps"))
+            self.on_begin(self.phase, epoch, params.get("steps"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stops a diverged trial, reports the epoch, and keeps it when it is the best so far."""
@@ -90,7 +90,7 @@ class Recorder(keras.callbacks.Callback):
                     f"{self.phase}); a lower learning rate may help"
                 )
         self.history.setdefault(self.phase, []).append({"epoch": epoch + 1, **logs})
-        self.on_epoch(epoch, logs, time.perf_counter() - self._started)
+        self.on_epoch(self.phase, epoch, logs, time.perf_counter() - self._started)
         value = logs.get(self.objective)
         if value is None:
             return
