@@ -128,7 +128,7 @@ def test_batchnorm_stays_in_inference_mode_while_fine_tuning(
     plan = _FullPlan(values, bench.build_model(values, 0), bench)
     backbone = plan.backbone
     before = [[np.array(w) for w in layer.get_weights()] for layer in backbone.layers]
-    recorder = Recorder("val_accuracy", "max", plan.capture, lambda *args: None)
+    recorder = Recorder("val_accuracy", "max", plan.capture)
     recorder.phase = 2
     plan.fit(2, 0, 1, recorder, seed=0)
     assert plan.cut is not None
@@ -306,7 +306,7 @@ def test_a_tie_on_the_objective_goes_to_the_epoch_with_the_lower_val_loss():
     from tuner.train.trial import Recorder
 
     captured = iter(range(10))
-    recorder = Recorder("val_accuracy", "max", lambda: next(captured), lambda *a: None)
+    recorder = Recorder("val_accuracy", "max", lambda: next(captured))
     for epoch, (accuracy, loss) in enumerate([(0.9, 0.5), (1.0, 0.4), (1.0, 0.2), (1.0, 0.3)]):
         recorder.on_epoch_end(epoch, {"loss": 0.1, "val_accuracy": accuracy, "val_loss": loss})
     assert recorder.best_logs["val_loss"] == 0.2 and recorder.best_pieces == 2

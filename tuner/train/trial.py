@@ -29,9 +29,8 @@ from tuner.models.network import BACKBONE_NAME, HEAD_NAME, Pieces, build_head, c
 from tuner.models.registry import get_backbone
 from tuner.project.layout import PhaseSummary, TrialSummary
 from tuner.train.context import TrialContext
-from tuner.train.recorder import BatchProgress, Recorder
+from tuner.train.recorder import BatchProgress, EpochReport, Recorder
 from tuner.train.reuse import TrialDropout, build_variables
-from tuner.ui.display import SearchDisplay
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -385,13 +384,14 @@ def train_trial(
     continued = predecessor_checkpoint is not None
     if predecessor_checkpoint is not None:
         plan.load(Pieces.load(predecessor_checkpoint))
-    report = _EpochReport(display, epoch_log, head_epochs, target)
+    # A trial whose phase 2 is skipped runs no phase-2 epoch, so the target it was planned with
+    # is the last epoch every phase-2 epoch shows.
+    report = EpochReport(display, epoch_log, {1: head_epochs, 2: target})
     recorder = Recorder(
         config.objective,
         config.direction,
         plan.capture,
-        report.end,
-        report.begin,
+        report,
         display.batch if display.wants_batches else None,
     )
     phase1 = PhaseSummary()
@@ -441,39 +441,6 @@ def _make_plan(context: TrialContext, values: TrialValues, seed: int) -> _Plan:
     with context.overhead.timed():
         model = context.build_model(values, seed)
     return _FullPlan(values, model, context)
-
-
-class _EpochReport:
-    """Shows every epoch of one trial and hands it to the epoch log: the `Recorder`'s callbacks.
-
-    Args:
-        display: where epochs are shown.
-        epoch_log: called with (phase, epoch from 1, logs); None: no log.
-        head_epochs: the last epoch of phase 1.
-        target: the last epoch of phase 2. A trial whose phase 2 is skipped runs no phase-2 epoch,
-            so the target it was planned with is the one every phase-2 epoch shows.
-    """
-
-    def __init__(
-        self,
-        display: SearchDisplay,
-        epoch_log: Callable[[int, int, dict[str, float]], None] | None,
-        head_epochs: int,
-        target: int,
-    ) -> None:
-        self.display = display
-        self.epoch_log = epoch_log
-        self.last = {1: head_epochs, 2: target}
-
-    def begin(self, phase: int, epoch: int, steps: int | None) -> None:
-        """Before an epoch (counted from 0)."""
-        self.display.epoch_begin(phase, epoch + 1, self.last[phase], steps)
-
-    def end(self, phase: int, epoch: int, logs: dict[str, float], seconds: float) -> None:
-        """After an epoch (counted from 0)."""
-        self.display.epoch(phase, epoch + 1, self.last[phase], logs, seconds)
-        if self.epoch_log is not None:
-            self.epoch_log(phase, epoch + 1, logs)
 
 
 def _save_checkpoint(pieces: Pieces, checkpoint: Path) -> None:
