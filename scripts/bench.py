@@ -254,7 +254,7 @@ class RunResult:
 
     label: str  # "cached" or "no-cache"
     prepare_s: float  # engine.prepare(): scan, decode, split, backbone build, random init
-    search_s: float  # engine.run_search()
+    search_s: float  # the search (tuner.engine.runner._search)
     overhead_s: float  # Workbench.overhead.seconds after the search
     cache_build_s: float  # the part of it spent building cache entries (the frozen passes)
     best: float | None  # the oracle's best val_accuracy over completed trials
@@ -310,6 +310,7 @@ def run_search(
     import keras
     from rich.console import Console
 
+    from tuner.engine import runner
     from tuner.engine import transfer as engine
     from tuner.hp import searched
     from tuner.project.layout import SUMMARY_FILE
@@ -325,7 +326,7 @@ def run_search(
     if before_search is not None:
         before_search(bench)
     resumed = time.perf_counter()
-    tuner = engine.run_search(bench)
+    tuner = runner._search(bench)
     finished = time.perf_counter()
 
     trials = []
@@ -403,6 +404,7 @@ def replaying(trials: list[dict[str, Any]]) -> Any:
     `original_ids` maps them back."""
     import keras_tuner as kt
 
+    from tuner.engine import oracles
     from tuner.engine import transfer as engine
 
     values = [dict(t["hyperparameters"]) for t in trials]
@@ -427,12 +429,12 @@ def replaying(trials: list[dict[str, Any]]) -> Any:
     def trial_seed(seed: int, trial_id: str) -> int:
         return original_seed(seed, ids[int(trial_id)])
 
-    original_oracle, original_seed = engine.make_oracle, engine.trial_seed
-    engine.make_oracle, engine.trial_seed = make_oracle, trial_seed
+    original_oracle, original_seed = oracles.make_oracle, engine.trial_seed
+    oracles.make_oracle, engine.trial_seed = make_oracle, trial_seed
     try:
         yield ids
     finally:
-        engine.make_oracle, engine.trial_seed = original_oracle, original_seed
+        oracles.make_oracle, engine.trial_seed = original_oracle, original_seed
 
 
 def benchmark(settings: dict[str, Any], work: Path, data: Path, verbose: bool) -> dict[str, Any]:

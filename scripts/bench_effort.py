@@ -97,6 +97,7 @@ def run_search(
     from rich.console import Console
 
     from tuner.config import SearchConfig
+    from tuner.engine import runner
     from tuner.engine import transfer as engine
     from tuner.engine.spaces import space_for
     from tuner.hp import searched
@@ -126,7 +127,7 @@ def run_search(
     started = time.perf_counter()
     bench = engine.prepare(config, space_for(config), display)
     prepared = time.perf_counter()
-    tuner = engine.run_search(bench)
+    tuner = runner._search(bench)
     finished = time.perf_counter()
     wall = finished - started
 

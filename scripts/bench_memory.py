@@ -86,6 +86,7 @@ def child(args: argparse.Namespace) -> int:
 
     heap.limit_arenas()  # before TensorFlow starts its threads, as `python -m tuner.search` does
     from tuner.config import SearchConfig
+    from tuner.engine import runner
     from tuner.engine import transfer as engine
     from tuner.engine.spaces import load_space
     from tuner.models.registry import get_backbone
@@ -119,7 +120,7 @@ def child(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bench = engine.prepare(config, space)
     after_prepare = _rss_mb()
-    tuner = engine.run_search(bench)
+    tuner = runner._search(bench)
     completed = len(engine.completed_trials(tuner))
     result = {
         "images": len(bench.data.train) + len(bench.data.val),

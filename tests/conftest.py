@@ -97,7 +97,7 @@ def prepared():
 @pytest.fixture
 def searched(prepared):
     """Prepares and runs a search for a config; returns (workbench, tuner)."""
-    from tuner.engine.transfer import run_search
+    from tuner.engine.runner import _search as run_search
 
     def make(config, space=None):
         bench = prepared(config, space)

@@ -10,8 +10,9 @@ import textwrap
 
 import numpy as np
 
+from tuner.engine.runner import _search as run_search
 from tuner.engine.spaces import load_space
-from tuner.engine.transfer import completed_trials, run_search
+from tuner.engine.transfer import completed_trials
 from tuner.serve.bundle import export_trial
 
 

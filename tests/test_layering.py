@@ -39,6 +39,8 @@ HEAVY = {"tensorflow", "keras", "keras_tuner"}
 HEAVY_AT_IMPORT = {
     "cache.files",
     "cache.store",
+    "cluster.chief",
+    "cluster.client",
     "data.demo",
     "engine.oracles",
     "engine.transfer",
@@ -52,6 +54,7 @@ HEAVY_AT_IMPORT = {
     "serve.bundle",
     "serve.card",
     "serve.formats",
+    "train.context",
     "train.recorder",
     "train.refit",
     "train.reuse",

@@ -157,8 +157,8 @@ def test_resuming_with_other_settings_is_refused_and_names_the_difference(tmp_pa
 
 
 def test_a_time_budget_stops_starting_trials_and_a_rerun_continues(search_config, prepared):
+    from tuner.engine.runner import _search as run_search
     from tuner.engine.spaces import load_space
-    from tuner.engine.transfer import run_search
 
     config = search_config(max_trials=2, time_budget=1e-6)
     bench = prepared(config, load_space(family="tiny"))

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tuner.errors import ConfigError
 
@@ -33,6 +33,27 @@ TIEBREAK: dict[str, tuple[str, str]] = {
     "accuracy": ("loss", "min"),
     "loss": ("accuracy", "max"),
 }
+
+
+# The counts and sizes a search cannot run below (a None image size is each backbone's own).
+_AT_LEAST = {
+    "max_trials": 1,
+    "epochs_head": 1,
+    "epochs_finetune": 0,
+    "patience": 0,
+    "finetune_contenders": 0,
+    "batch_size": 1,
+    "augment_views": 1,
+    "cache_memory": 0,
+    "max_consecutive_failures": 1,
+    "image_size": 1,
+}
+
+
+def _refuse(name: str, rule: str, value: Any) -> NoReturn:
+    """Raises the one-line error for a field that breaks its rule, named by its flag."""
+    flag = "--" + name.replace("_", "-")
+    raise ConfigError(f"`{flag}` {rule}. Received: {name}={value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +93,7 @@ class SearchConfig:
     time_budget: float | None = None  # seconds from the start: no trial starts after it
     demo: bool = False
     verbose: int = 1
-    # A search over several processes (`tuner.cluster.service`): this one serves the oracle ("chief") at
+    # A search over several processes (`tuner.cluster`): this one serves the oracle ("chief") at
     # `oracle_address`, or runs trials for the chief there ("worker", named `worker_id`).
     role: str = "single"
     oracle_address: str | None = None  # "HOST:PORT"
@@ -81,58 +102,19 @@ class SearchConfig:
     strategy: str | None = None  # "mirrored": tf.distribute.MirroredStrategy inside each trial
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.max_trials >= 1, "max_trials", "must be >= 1", self.max_trials),
-            (self.epochs_head >= 1, "epochs_head", "must be >= 1", self.epochs_head),
-            (self.epochs_finetune >= 0, "epochs_finetune", "must be >= 0", self.epochs_finetune),
-            (self.patience >= 0, "patience", "must be >= 0", self.patience),
-            (
-                self.finetune_contenders >= 0,
-                "finetune_contenders",
-                "must be >= 0 (0 fine-tunes every trial)",
-                self.finetune_contenders,
-            ),
-            (self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size),
-            (
-                0.0 < self.val_split < 1.0,
-                "val_split",
-                "must be between 0 and 1 (exclusive)",
-                self.val_split,
-            ),
-            (self.augment_views >= 1, "augment_views", "must be >= 1", self.augment_views),
-            (self.cache_memory >= 0, "cache_memory", "must be >= 0", self.cache_memory),
-            (
-                self.max_consecutive_failures >= 1,
-                "max_consecutive_failures",
-                "must be >= 1",
-                self.max_consecutive_failures,
-            ),
-            (
-                self.image_size is None or self.image_size >= 1,
-                "image_size",
-                "must be >= 1",
-                self.image_size,
-            ),
-            (len(self.backbones) >= 1, "backbone", "needs at least one name", self.backbones),
-            (
-                self.time_budget is None or self.time_budget > 0,
-                "time_budget",
-                "must be > 0 (seconds)",
-                self.time_budget,
-            ),
-        ]
-        checks.append(
-            (
-                self.worker_timeout > 0,
-                "worker_timeout",
-                "must be > 0 (seconds)",
-                self.worker_timeout,
-            )
-        )
-        for ok, name, rule, value in checks:
-            if not ok:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"`{flag}` {rule}. Received: {name}={value!r}")
+        for name, least in _AT_LEAST.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                note = " (0 fine-tunes every trial)" if name == "finetune_contenders" else ""
+                _refuse(name, f"must be >= {least}{note}", value)
+        if not 0.0 < self.val_split < 1.0:
+            _refuse("val_split", "must be between 0 and 1 (exclusive)", self.val_split)
+        if not self.backbones:
+            _refuse("backbone", "needs at least one name", self.backbones)
+        for name in ("time_budget", "worker_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                _refuse(name, "must be > 0 (seconds)", value)
         self._check_cluster()
         if self.cache_dtype not in ("float16", "float32"):
             raise ConfigError(

@@ -223,7 +223,7 @@ def _export(
     if args.refit:
         from tuner.train.refit import refit_trial
 
-        model, refit = refit_trial(tuner, trial)
+        model, refit = refit_trial(bench, trial)
     paths = export_trial(
         tuner,
         trial,

@@ -342,7 +342,7 @@ def _role_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
         raise ConfigError("A process is the chief or a worker, not both: drop --chief or --worker.")
     if not (args.chief or args.worker):
         return "single", None
-    from tuner.cluster.service import check_worker_id, parse_address
+    from tuner.cluster.address import check_worker_id, parse_address
 
     role = "chief" if args.chief else "worker"
     host, port = parse_address(args.chief or args.worker, f"--{role}")

@@ -291,6 +291,7 @@ def inject_failure(kind: str, monkeypatch) -> None:
     import tensorflow as tf
 
     from tuner.engine import transfer as engine
+    from tuner.train import context
     from tuner.train import trial as training
 
     if kind == "oom":
@@ -311,9 +312,9 @@ def inject_failure(kind: str, monkeypatch) -> None:
             # The first trial's head expects the wrong feature width: Keras raises as it is built.
             return real_head(n_features + (3 if len(calls) == 1 else 0), **kwargs)
 
-        # The cached path builds heads in tuner.train.trial, the full model in tuner.engine.transfer.
+        # The cached path builds heads in tuner.train.trial, the full model in tuner.train.context.
         monkeypatch.setattr(training, "build_head", build_head)
-        monkeypatch.setattr(engine, "build_head", build_head)
+        monkeypatch.setattr(context, "build_head", build_head)
 
 
 @pytest.mark.parametrize(
@@ -328,8 +329,8 @@ def inject_failure(kind: str, monkeypatch) -> None:
 def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
     search_config, tmp_path, monkeypatch, kind, expected, prepared
 ):
+    from tuner.engine.runner import _search
     from tuner.engine.spaces import load_space
-    from tuner.engine.transfer import run_search
     from tuner.ui.board import load
 
     if kind == "diverged":
@@ -340,7 +341,7 @@ def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
         inject_failure(kind, monkeypatch)
     config = search_config(space=space, max_trials=2, epochs_head=2, epochs_finetune=1)
     bench = prepared(config, load_space(family="tiny", path=space))
-    tuner = run_search(bench)
+    tuner = _search(bench)
 
     statuses = sorted(t.status for t in tuner.oracle.trials.values())
     assert statuses == ["COMPLETED", "FAILED"]
@@ -597,13 +598,14 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, p
     import keras
 
     from tuner.cache.store import ArrayCache
+    from tuner.engine.runner import _search
     from tuner.engine.spaces import load_space
-    from tuner.engine.transfer import completed_trials, run_search
+    from tuner.engine.transfer import completed_trials
     from tuner.serve.bundle import export_trial
 
     config = search_config(max_trials=1, epochs_head=1, epochs_finetune=1)
     space = load_space(family="tiny")
-    tuner = run_search(prepared(config, space))
+    tuner = _search(prepared(config, space))
     path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]
 
     keras.saving.load_model(path, safe_mode=True)
@@ -638,7 +640,7 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, p
 
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    tuner = run_search(prepared(config.replace(max_trials=2), space))
+    tuner = _search(prepared(config.replace(max_trials=2), space))
     assert sorted(t.status for t in tuner.oracle.trials.values()) == ["COMPLETED"] * 2
     # The pooled features every trial reads were rebuilt; an entry the new trial did not read is
     # discarded by its first lookup.

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tuner.engine.runner import _search
 from tuner.engine.spaces import load_space
-from tuner.engine.transfer import run_search
 
 
 def summaries(config) -> dict[str, dict]:
@@ -30,7 +30,7 @@ def test_phases_run_in_order_with_epochs_numbered_on(
     bench = prepared(config, load_space(family="tiny", path=config.space))
     bench.display.verbose = 1
     bench.display.epoch = lambda phase, epoch, last, logs, seconds: seen.append((phase, epoch))
-    run_search(bench)
+    _search(bench)
     assert seen == [(1, 1), (1, 2), (2, 3), (2, 4)]
     (summary,) = summaries(config).values()
     assert summary["phase1"]["epochs"] == 2
@@ -125,16 +125,10 @@ def test_batchnorm_stays_in_inference_mode_while_fine_tuning(
     trial = next(iter(tuner.oracle.trials.values()))
     values = tuner.hypermodel.values(trial.hyperparameters)
     assert values.unfreeze_blocks == 2
-    plan = _FullPlan(
-        values,
-        tuner.hypermodel.build_for(values, 0),
-        config=tuner.config,
-        features=tuner.features,
-        data=tuner.data,
-    )
+    plan = _FullPlan(values, bench.build_model(values, 0), bench)
     backbone = plan.backbone
     before = [[np.array(w) for w in layer.get_weights()] for layer in backbone.layers]
-    recorder = Recorder("val_accuracy", "max", plan.capture, lambda *args: None)
+    recorder = Recorder("val_accuracy", "max", plan.capture)
     recorder.phase = 2
     plan.fit(2, 0, 1, recorder, seed=0)
     assert plan.cut is not None
@@ -241,7 +235,7 @@ def test_several_backbones_make_backbone_a_hyperparameter(search_config, searche
 def test_the_training_path_is_said_plainly(search_config, prepared):
     import keras
 
-    from tuner.engine.transfer import describe_training, stochastic_layers
+    from tuner.frozen.features import describe_training, stochastic_layers
 
     config = search_config()
     bench = prepared(config, load_space(family="tiny"))
@@ -312,7 +306,7 @@ def test_a_tie_on_the_objective_goes_to_the_epoch_with_the_lower_val_loss():
     from tuner.train.trial import Recorder
 
     captured = iter(range(10))
-    recorder = Recorder("val_accuracy", "max", lambda: next(captured), lambda *a: None)
+    recorder = Recorder("val_accuracy", "max", lambda: next(captured))
     for epoch, (accuracy, loss) in enumerate([(0.9, 0.5), (1.0, 0.4), (1.0, 0.2), (1.0, 0.3)]):
         recorder.on_epoch_end(epoch, {"loss": 0.1, "val_accuracy": accuracy, "val_loss": loss})
     assert recorder.best_logs["val_loss"] == 0.2 and recorder.best_pieces == 2

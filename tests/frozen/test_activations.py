@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.engine.transfer import run_search
+from tuner.engine.runner import _search
 
 
 def test_entries_are_reused_and_invalidated_by_files_and_size(search_config, prepared):
@@ -59,7 +59,7 @@ def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixe
 
     config = search_config(augment=True, augment_views=3, max_trials=1, space=fixed_space(1))
     bench = prepared(config)
-    tuner = run_search(bench)
+    tuner = _search(bench)
     session = bench.features.session("tiny")
     train = session.features("train", session.last)
     assert train.shape[0] == 3 * len(bench.data.train)
@@ -95,7 +95,7 @@ def test_export_predicts_what_the_cached_path_predicts(
 
     config = search_config(max_trials=1, space=fixed_space(2), cache_dtype="float32")
     bench = prepared(config)
-    tuner = run_search(bench)
+    tuner = _search(bench)
     best = completed_trials(tuner)[0]
     pieces = Pieces.load(Path(tuner.get_trial_dir(best.trial_id)) / "checkpoint.npz")
     session = bench.features.session("tiny")
@@ -167,7 +167,7 @@ def test_every_trial_trains_on_activations_of_the_pretrained_weights(
     )
     config = search_config(space=space, max_trials=2, epochs_finetune=2, cache_dtype="float32")
     bench = prepared(config)
-    tuner = run_search(bench)
+    tuner = _search(bench)
     ks = [
         t.hyperparameters.values["finetune/unfreeze_blocks"] for t in tuner.oracle.trials.values()
     ]
@@ -280,7 +280,7 @@ def _one_at_a_time(session, which: str, cut: int) -> np.ndarray:
     alone = keras.Model(
         session.model.layers[session._deepest].output, session.model.layers[cut].output
     )
-    batch = build_batch(session.config)
+    batch = build_batch(session.context.config)
     batches = (source[i : i + batch] for i in range(0, len(source), batch))
     return np.concatenate(list(run_frozen(alone, batches, source.shape[1:])))
 

@@ -3,6 +3,7 @@ one trace per graph and batch shape, and nothing kept per trial."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import weakref
 from collections import Counter
@@ -68,14 +69,13 @@ def _count_traces(monkeypatch) -> list[Counter[int]]:
     return counters
 
 
-def _search(config, prepared, reuse):
+def _run(config, prepared, reuse):
     """Runs the search; returns (per-trial best scores, per-trial checkpoint arrays, models)."""
-    from tuner.engine.transfer import run_search
+    from tuner.engine.runner import _search
     from tuner.train.reuse import TrainingModels
 
-    bench = prepared(config)
-    bench.models = TrainingModels(reuse=reuse)
-    tuner = run_search(bench)
+    bench = dataclasses.replace(prepared(config), models=TrainingModels(reuse=reuse))
+    tuner = _search(bench)
     logs, weights = {}, {}
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         assert trial.status == "COMPLETED"
@@ -98,9 +98,9 @@ def test_reused_models_train_what_fresh_ones_train(search_config, prepared, tmp_
         )
 
     counters = _count_traces(monkeypatch)
-    logs, weights, models = _search(config("reused"), prepared, True)
+    logs, weights, models = _run(config("reused"), prepared, True)
     counters.append(Counter())
-    fresh_logs, fresh_weights, fresh_models = _search(config("fresh"), prepared, False)
+    fresh_logs, fresh_weights, fresh_models = _run(config("fresh"), prepared, False)
     traces, fresh_traces = counters
     assert logs == fresh_logs
     assert weights.keys() == fresh_weights.keys()
@@ -123,7 +123,7 @@ def test_no_earlier_trial_s_head_stays_reachable(search_config, fixed_space, pre
     """Each trial's new head (with its compiled functions and optimizer slots) is freed once the
     trial ends; with reuse, only the one compiled head per graph stays. The shared backbone must
     not keep a head alive, or memory grows with every trial."""
-    from tuner.engine.transfer import run_search
+    from tuner.engine.runner import _search
     from tuner.train import trial as training
     from tuner.train.reuse import TrainingModels
 
@@ -151,9 +151,8 @@ def test_no_earlier_trial_s_head_stays_reachable(search_config, fixed_space, pre
             epochs_finetune=1,
             project_dir=search_config().project_dir.parent / f"reuse{reuse}",
         )
-        bench = prepared(config)
-        bench.models = TrainingModels(reuse=reuse)
-        tuner = run_search(bench)
+        bench = dataclasses.replace(prepared(config), models=TrainingModels(reuse=reuse))
+        tuner = _search(bench)
         assert len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]) == 3
         assert len(heads) == 3
         gc.collect()

@@ -11,11 +11,12 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import operator
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -151,6 +152,110 @@ def checksum_file(path: Path, offset: int, nbytes: int) -> str:
 def write_bytes(f: BinaryIO | Any, data: Any) -> None:
     """The one place data reaches the disk; a seam the tests use to simulate a full disk."""
     f.write(data)
+
+
+def write_npy(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    produce: Callable[[], Iterable[np.ndarray]],
+    *,
+    into: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[str, int]:
+    """Writes the batches `produce()` yields as one `.npy` file of `shape` and `dtype` at `path`,
+    durably (header, reserved size, rows, fsync); returns the data's checksum (`checksum_of`) and
+    how many finite values overflowed to inf in the cast.
+
+    Args:
+        path: the file to write.
+        shape: the array's shape; the batches stack along its first axis.
+        dtype: the stored dtype; batches are cast to it.
+        produce: yields the batches, called once the file's size is reserved.
+        into: an array of `shape` filled with the same rows as they are written. Defaults to none.
+        progress: called with the rows written so far after each batch. Defaults to none.
+
+    Raises:
+        CacheError: the disk refused (`cache_error`).
+        ValueError: a batch has the wrong row shape, or the rows do not add up to `shape[0]`.
+    """
+    try:
+        f = open(path, "wb")
+    except OSError as error:
+        raise cache_error("write", path, error) from error
+    nbytes = math.prod(shape) * dtype.itemsize
+    hasher = hashlib.blake2b(digest_size=16)
+    with f:
+        with reraise_as_cache_error("write", path):
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": shape,
+            }
+            np.lib.format.write_array_header_1_0(f, header)
+            offset = f.tell()
+            preallocate(f, offset + nbytes)
+        overflowed = _write_rows(f, path, shape, dtype, produce(), hasher, into, progress)
+        with reraise_as_cache_error("write", path):
+            f.flush()
+            if f.tell() != offset + nbytes:
+                raise OSError(errno.EIO, f"wrote {f.tell()} bytes, expected {offset + nbytes}")
+            os.fsync(f.fileno())
+    return hasher.hexdigest(), overflowed
+
+
+def _write_rows(
+    f: BinaryIO,
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    batches: Iterable[np.ndarray],
+    hasher: Any,
+    into: np.ndarray | None,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Writes `batches` to `f` as rows of `shape`, checked and cast to `dtype`; returns how many
+    finite values overflowed to inf."""
+    row_shape = shape[1:]
+    rows = 0
+    overflowed = 0
+    for index, batch in enumerate(batches):
+        batch = np.asarray(batch)
+        if batch.ndim != len(shape) or batch.shape[1:] != row_shape:
+            raise ValueError(
+                f"produce() must yield batches of shape (n, *{row_shape}) to fill "
+                f"shape={shape}. Received: batch {index} with shape={batch.shape}"
+            )
+        if rows + len(batch) > shape[0]:
+            raise ValueError(
+                f"produce() must yield exactly shape[0]={shape[0]} rows in total. "
+                f"Received: {rows + len(batch)} rows after batch {index}"
+            )
+        cast = np.ascontiguousarray(batch.astype(dtype, copy=False))
+        if dtype.kind == "f" and batch.dtype.kind == "f":
+            overflowed += int(np.count_nonzero(np.isinf(cast) & np.isfinite(batch)))
+        with reraise_as_cache_error("write", path):
+            write_bytes(f, cast)
+        hasher.update(cast)
+        if into is not None:
+            into[rows : rows + len(cast)] = cast
+        rows += len(cast)
+        if progress is not None:
+            progress(rows)
+    if rows != shape[0]:
+        raise ValueError(
+            f"produce() must yield exactly shape[0]={shape[0]} rows in total. Received: {rows} rows"
+        )
+    return overflowed
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Writes `value` as JSON at `path`, durably (fsync)."""
+    with reraise_as_cache_error("write", path):
+        with open(path, "w", encoding="utf-8") as f:
+            write_bytes(f, json.dumps(value, indent=1, sort_keys=True))
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def preallocate(f: BinaryIO, size: int) -> None:

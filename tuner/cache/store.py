@@ -26,9 +26,7 @@ with ``json``. POSIX only (``fcntl``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
 import json
 import logging
 import math
@@ -410,69 +408,18 @@ class ArrayCache:
         # Small entries are filled in memory as they are written, so returning them needs no
         # second read; large ones are read from the published file a batch at a time instead.
         in_memory = np.empty(shape, dtype) if nbytes <= self.memory_budget else None
-        row_shape = shape[1:]
-        hasher = hashlib.blake2b(digest_size=16)
         try:
-            try:
-                f = open(tmp_npy, "wb")
-            except OSError as error:
-                raise cache_io.cache_error("write", tmp_npy, error) from error
-            with f:
-                with cache_io.reraise_as_cache_error("write", tmp_npy):
-                    header = {
-                        "descr": np.lib.format.dtype_to_descr(dtype),
-                        "fortran_order": False,
-                        "shape": shape,
-                    }
-                    np.lib.format.write_array_header_1_0(f, header)
-                    offset = f.tell()
-                    cache_io.preallocate(f, offset + nbytes)
-                rows = 0
-                overflowed = 0
-                for index, batch in enumerate(produce()):
-                    batch = np.asarray(batch)
-                    if batch.ndim != len(shape) or batch.shape[1:] != row_shape:
-                        raise ValueError(
-                            f"produce() must yield batches of shape (n, *{row_shape}) to fill "
-                            f"shape={shape}. Received: batch {index} with shape={batch.shape}"
-                        )
-                    if rows + len(batch) > shape[0]:
-                        raise ValueError(
-                            f"produce() must yield exactly shape[0]={shape[0]} rows in total. "
-                            f"Received: {rows + len(batch)} rows after batch {index}"
-                        )
-                    cast = np.ascontiguousarray(batch.astype(dtype, copy=False))
-                    if dtype.kind == "f" and batch.dtype.kind == "f":
-                        overflowed += int(np.count_nonzero(np.isinf(cast) & np.isfinite(batch)))
-                    with cache_io.reraise_as_cache_error("write", tmp_npy):
-                        cache_io.write_bytes(f, cast)
-                    hasher.update(cast)
-                    if in_memory is not None:
-                        in_memory[rows : rows + len(cast)] = cast
-                    rows += len(cast)
-                    if progress is not None:
-                        progress(rows)
-                if rows != shape[0]:
-                    raise ValueError(
-                        f"produce() must yield exactly shape[0]={shape[0]} rows in total. "
-                        f"Received: {rows} rows"
-                    )
-                if overflowed:
-                    logger.warning(
-                        "%d values of %s overflowed %s and were stored as inf; pass dtype="
-                        "'float32' if the model needs them.",
-                        overflowed,
-                        stem,
-                        dtype,
-                    )
-                with cache_io.reraise_as_cache_error("write", tmp_npy):
-                    f.flush()
-                    if f.tell() != offset + nbytes:
-                        raise OSError(
-                            errno.EIO, f"wrote {f.tell()} bytes, expected {offset + nbytes}"
-                        )
-                    os.fsync(f.fileno())
-
+            digest, overflowed = cache_io.write_npy(
+                tmp_npy, shape, dtype, produce, into=in_memory, progress=progress
+            )
+            if overflowed:
+                logger.warning(
+                    "%d values of %s overflowed %s and were stored as inf; pass dtype="
+                    "'float32' if the model needs them.",
+                    overflowed,
+                    stem,
+                    dtype,
+                )
             meta = {
                 "format": FORMAT_VERSION,
                 "name": cache_io.sanitize_name(name),
@@ -481,24 +428,12 @@ class ArrayCache:
                 "shape": list(shape),
                 "dtype": dtype.str,
                 "nbytes": nbytes,
-                "checksum": {"algorithm": _CHECKSUM_ALGORITHM, "hex": hasher.hexdigest()},
+                "checksum": {"algorithm": _CHECKSUM_ALGORITHM, "hex": digest},
                 "created": time.time(),
                 "build_seconds": round(time.perf_counter() - start, 3),
             }
-            with cache_io.reraise_as_cache_error("write", tmp_json):
-                with open(tmp_json, "w", encoding="utf-8") as jf:
-                    cache_io.write_bytes(jf, json.dumps(meta, indent=1, sort_keys=True))
-                    jf.flush()
-                    os.fsync(jf.fileno())
-            # Publish: drop any old sidecar first so it can never pair with the new data, then the
-            # data, then the sidecar last. A crash between the steps leaves an .npy without a
-            # sidecar, which is never trusted.
-            with cache_io.reraise_as_cache_error("publish", path):
-                with contextlib.suppress(FileNotFoundError):
-                    sidecar.unlink()
-                os.replace(tmp_npy, path)
-                os.replace(tmp_json, sidecar)
-                cache_io.fsync_dir(self.root)
+            cache_io.write_json(tmp_json, meta)
+            self._publish(tmp_npy, tmp_json, path)
         except BaseException:
             for leftover in (tmp_npy, tmp_json):
                 with contextlib.suppress(OSError):
@@ -516,6 +451,19 @@ class ArrayCache:
         seconds = time.perf_counter() - start
         logger.info("Built cache entry %s (%d bytes) in %.1f s.", path, nbytes, seconds)
         return CacheEntry(array=array, path=path, built=True, seconds=seconds)
+
+    def _publish(self, tmp_npy: Path, tmp_json: Path, path: Path) -> None:
+        # Drop any old sidecar first so it can never pair with the new data, then the data, then
+        # the sidecar last. A crash between the steps leaves an .npy without a sidecar, which is
+        # never trusted.
+        """Renames a written entry into place, its sidecar last."""
+        sidecar = path.with_suffix(".json")
+        with cache_io.reraise_as_cache_error("publish", path):
+            with contextlib.suppress(FileNotFoundError):
+                sidecar.unlink()
+            os.replace(tmp_npy, path)
+            os.replace(tmp_json, sidecar)
+            cache_io.fsync_dir(self.root)
 
     def _remove_temps(self, stem: str) -> None:
         """Deletes temp files of `stem`; only call while holding that stem's lock."""

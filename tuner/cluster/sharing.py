@@ -1,4 +1,4 @@
-"""The shared project folder of a distributed search (`tuner.cluster.service`): what each process checks
+"""The shared project folder of a distributed search (`tuner.cluster`): what each process checks
 in it before the search, and the locks that keep the processes apart.
 
 - Workers search exactly what the chief serves: a worker waits for the chief's `run.json` and is

@@ -234,24 +234,7 @@ def scan(directory: str | os.PathLike[str]) -> tuple[ImageSet, list[Skipped]]:
             one class.
     """
     root = os.path.abspath(os.fspath(directory))
-    if not os.path.exists(root):
-        raise DataError(
-            f"Data folder not found: {root!r}. Pass an existing folder holding one subfolder of "
-            "images per class (or files named like 'cat.1.jpg')."
-        )
-    if not os.path.isdir(root):
-        raise DataError(
-            f"The data path is not a folder: {root!r}. Pass the folder that holds the images "
-            "(one subfolder per class, or files named like 'cat.1.jpg'), not a file."
-        )
-    try:
-        with os.scandir(root) as it:
-            entries = sorted((e for e in it if not _is_hidden(e.name)), key=lambda e: e.name)
-    except OSError as err:
-        raise DataError(
-            f"Cannot list the data folder {root!r}: {err.strerror or err}. Check its permissions."
-        ) from err
-
+    entries = _list_data_folder(root)
     skipped: list[Skipped] = []
     top_files = [
         os.path.join(root, e.name) for e in entries if not _is_dir(e) and _is_image_name(e.name)
@@ -288,7 +271,36 @@ def scan(directory: str | os.PathLike[str]) -> tuple[ImageSet, list[Skipped]]:
         for path in _usable(top_files, skipped):
             labelled.setdefault(os.path.basename(path).split(".", 1)[0], []).append(path)
         n_candidates = len(top_files)
+    return _labelled_images(root, labelled, n_candidates, skipped), skipped
 
+
+def _list_data_folder(root: str) -> list[os.DirEntry[str]]:
+    """The data folder's visible entries, sorted by name; a missing or unlistable folder is a
+    `DataError` that says what to pass instead."""
+    if not os.path.exists(root):
+        raise DataError(
+            f"Data folder not found: {root!r}. Pass an existing folder holding one subfolder of "
+            "images per class (or files named like 'cat.1.jpg')."
+        )
+    if not os.path.isdir(root):
+        raise DataError(
+            f"The data path is not a folder: {root!r}. Pass the folder that holds the images "
+            "(one subfolder per class, or files named like 'cat.1.jpg'), not a file."
+        )
+    try:
+        with os.scandir(root) as it:
+            return sorted((e for e in it if not _is_hidden(e.name)), key=lambda e: e.name)
+    except OSError as err:
+        raise DataError(
+            f"Cannot list the data folder {root!r}: {err.strerror or err}. Check its permissions."
+        ) from err
+
+
+def _labelled_images(
+    root: str, labelled: dict[str, list[str]], n_candidates: int, skipped: list[Skipped]
+) -> ImageSet:
+    """The usable images of each class as one `ImageSet`, sorted by path; too few images or
+    classes is a `DataError`."""
     if not labelled:
         if n_candidates:
             raise DataError(
@@ -310,12 +322,11 @@ def scan(directory: str | os.PathLike[str]) -> tuple[ImageSet, list[Skipped]]:
     pairs = sorted(
         (path, label) for label, name in enumerate(class_names) for path in labelled[name]
     )
-    images = ImageSet(
+    return ImageSet(
         paths=tuple(p for p, _ in pairs),
         labels=np.array([lab for _, lab in pairs], dtype=np.int32),
         class_names=class_names,
     )
-    return images, skipped
 
 
 # --------------------------------------------------------------------------------------------------

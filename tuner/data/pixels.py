@@ -89,7 +89,7 @@ class PixelStore:
     @contextlib.contextmanager
     def claim(self, images: ImageSet, size: int, *, waiting: Any) -> Iterator[dict[str, bool]]:
         """Holds the right to decode `images` at `size` for this process: in a distributed search
-        (`tuner.cluster.service`) the others wait here, then find the stored pixels instead of decoding
+        (`tuner.cluster`) the others wait here, then find the stored pixels instead of decoding
         them again. `waiting()` is called once when another process holds it. Yields a dict
         whose "built" the holder sets when it decoded (for `TUNER_LOCK_LOG`)."""
         import fcntl

@@ -8,6 +8,7 @@ __all__ = [
     "Space",
     "TransferHyperModel",
     "TransferTuner",
+    "execute",
     "make_oracle",
 ]
 __getattr__, __dir__ = exports(
@@ -17,6 +18,7 @@ __getattr__, __dir__ = exports(
         "TransferTuner": "transfer",
         "Space": "spaces",
         "SearchResult": "runner",
+        "execute": "runner",
         "make_oracle": "oracles",
     },
 )

@@ -6,11 +6,15 @@ from tuner._lazy import exports
 __all__ = [
     "BackboneSession",
     "Features",
+    "Overhead",
+    "SearchContext",
 ]
 __getattr__, __dir__ = exports(
     __name__,
     {
         "BackboneSession": "activations",
         "Features": "features",
+        "Overhead": "context",
+        "SearchContext": "context",
     },
 )

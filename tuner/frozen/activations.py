@@ -27,38 +27,15 @@ import tensorflow as tf
 from tuner.cache.store import ArrayCache
 from tuner.config import SearchConfig
 from tuner.data.folders import fingerprint_files
-from tuner.data.pixels import SearchData
 from tuner.errors import TunerError
+from tuner.frozen.context import SearchContext
 from tuner.models import cuts
 from tuner.models.network import augmentation_layers, layer_weights
 from tuner.models.preprocessing import preprocessing_layers
 from tuner.models.registry import Backbone
 from tuner.runtime.pipeline import ahead
-from tuner.ui.display import SearchDisplay
 
 CACHE_FORMAT = 1
-
-
-class Overhead:
-    """Seconds a search spends outside training (building, tracing, cache I/O, checkpoints),
-    summed over every part that reports it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.cache_build_seconds = 0.0  # the part spent building cache entries (frozen passes)
-        self._depth = 0
-
-    @contextlib.contextmanager
-    def timed(self) -> Iterator[None]:
-        """Adds the time spent inside the `with` block; a block inside another counts once."""
-        start = time.perf_counter()
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self.seconds += time.perf_counter() - start
 
 
 class BackboneSession:
@@ -73,12 +50,11 @@ class BackboneSession:
         model: its build, with its starting weights.
         size: its input size.
         weights_key: what identifies its starting weights in cache keys (`Weights.key`).
-        config: the search configuration (cache dtype, augmentation, seed, batch size).
-        data: the images whose activations are cached.
+        context: the search's configuration (cache dtype, augmentation, seed, batch size), the
+            images whose activations are cached, where cache builds show their progress, and
+            where time spent caching is counted.
         cache: the on-disk cache; None on the no-cache path (then only the blocks are used).
         max_unfreeze_blocks: the most blocks any trial unfreezes (the deepest cut kept).
-        display: where cache builds show their progress.
-        overhead: where time spent caching is counted.
     """
 
     def __init__(
@@ -88,22 +64,16 @@ class BackboneSession:
         *,
         size: int,
         weights_key: str,
-        config: SearchConfig,
-        data: SearchData,
+        context: SearchContext,
         cache: ArrayCache | None,
         max_unfreeze_blocks: int,
-        display: SearchDisplay,
-        overhead: Overhead,
     ) -> None:
         self.spec = spec
         self.model = model
         self.size = size
         self.weights_key = weights_key
-        self.config = config
-        self.data = data
+        self.context = context
         self.cache = cache
-        self.display = display
-        self.overhead = overhead
         self.last = len(self.model.layers) - 1
         self._splits: dict[int, tuple[keras.Model, keras.Model]] = {}
         # The layers above the deepest cut, with the derived cuts asked for as outputs.
@@ -173,11 +143,11 @@ class BackboneSession:
         return self._deepest if self._deepest < cut else None
 
     def _augmented(self, which: str) -> bool:
-        return which == "train" and self.config.augment
+        return which == "train" and self.context.config.augment
 
     def cache_key(self, which: str, cut: int) -> dict[str, Any]:
         """Everything the bytes of the entry at `cut` depend on."""
-        config = self.config
+        config = self.context.config
         return {
             "format": CACHE_FORMAT,
             "backbone": self.spec.name,
@@ -200,7 +170,7 @@ class BackboneSession:
             "seed": config.seed if config.weights == "none" else None,
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
-            "files": [list(f) for f in fingerprint_files(self.data.images(which))],
+            "files": [list(f) for f in fingerprint_files(self.context.data.images(which))],
         }
 
     def features(self, which: str, cut: int) -> np.ndarray:
@@ -215,7 +185,7 @@ class BackboneSession:
         if key in self._features:
             return self._features[key]
         assert self.cache is not None
-        with self.overhead.timed():
+        with self.context.overhead.timed():
             entry = self.cache.lookup(self._entry_name(which, cut), self.cache_key(which, cut))
             if entry is not None:
                 self._features[key] = entry.array
@@ -235,12 +205,12 @@ class BackboneSession:
         return f"{self.spec.name}-{self.size}-{which}-cut{cut}"
 
     def _shape(self, which: str, cut: int, views: int) -> tuple[int, ...]:
-        return (views * len(self.data.images(which)),) + tuple(
+        return (views * len(self.context.data.images(which)),) + tuple(
             int(d) for d in self.model.layers[cut].output.shape[1:]
         )
 
     def _views(self, which: str) -> int:
-        return self.config.augment_views if self._augmented(which) else 1
+        return self.context.config.augment_views if self._augmented(which) else 1
 
     def _where(self, cut: int) -> str:
         return "pooled" if cut == self.last else f"@ {self.model.layers[cut].name}"
@@ -251,7 +221,7 @@ class BackboneSession:
         try:
             yield
         finally:
-            self.overhead.cache_build_seconds += time.perf_counter() - started
+            self.context.overhead.cache_build_seconds += time.perf_counter() - started
 
     def _publish(self, which: str, cut: int, batches: Iterator[np.ndarray], progress) -> Any:
         """Writes the entry at `cut` from `batches` (float32, consecutive rows); returns it."""
@@ -259,7 +229,7 @@ class BackboneSession:
         first = next(batches)
         # float16 cannot hold every backbone's activations: a random init's are far below its
         # smallest normal number. The first batch decides; the key names the request.
-        dtype = storage_dtype(first, self.config.cache_dtype)
+        dtype = storage_dtype(first, self.context.config.cache_dtype)
         where_text = f"{self.spec.name} {which} {self._where(cut)}"
         assert self.cache is not None
         return self.cache.get_or_build(
@@ -277,18 +247,20 @@ class BackboneSession:
         shape = self._shape(which, cut, views)
         with (
             self._timed_build(),
-            self.display.build_progress(f"caching {which} {self._where(cut)}", shape[0]) as update,
+            self.context.display.build_progress(
+                f"caching {which} {self._where(cut)}", shape[0]
+            ) as update,
         ):
             bottom = self.model if cut == self.last else self.split(cut)[0]
             model = with_preprocessing(bottom, self.spec, self.size)
             augmenter = (
-                keras.Sequential(augmentation_layers(self.config.seed))
+                keras.Sequential(augmentation_layers(self.context.config.seed))
                 if self._augmented(which)
                 else None
             )
             batches = pixel_batches(
-                self.data.pixels(which, self.size),
-                build_batch(self.config),
+                self.context.data.pixels(which, self.size),
+                build_batch(self.context.config),
                 views=views,
                 augmenter=augmenter,
             )
@@ -325,7 +297,7 @@ class BackboneSession:
             stack.enter_context(self._timed_build())
             stack.enter_context(self.pretrained())
             update = stack.enter_context(
-                self.display.build_progress(f"caching {which} {names}", rows)
+                self.context.display.build_progress(f"caching {which} {names}", rows)
             )
             spills = {
                 other: stack.enter_context(tempfile.TemporaryFile(dir=self.cache.root))
@@ -358,7 +330,7 @@ class BackboneSession:
             )
         model = self._splits_between[tuple(targets)]
         rows = self.features(which, source)
-        batch = build_batch(self.config)
+        batch = build_batch(self.context.config)
         batches = (np.asarray(rows[start : start + batch]) for start in range(0, len(rows), batch))
         for outputs in run_frozen(model, batches, tuple(rows.shape[1:])):
             yield tf.nest.flatten(outputs)  # numpy arrays already (`run_frozen`)

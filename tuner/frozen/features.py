@@ -20,15 +20,14 @@ import numpy as np
 
 from tuner.cache.store import ArrayCache
 from tuner.config import SearchConfig
-from tuner.data.pixels import SearchData
 from tuner.frozen.activations import (
     BackboneSession,
-    Overhead,
     build_batch,
     pixel_batches,
     run_frozen,
     with_preprocessing,
 )
+from tuner.frozen.context import SearchContext
 from tuner.models import cuts
 from tuner.models.network import FeatureStats
 from tuner.models.probe import LinearHead, fit_linear_head
@@ -40,7 +39,6 @@ from tuner.models.registry import (
     weights_origin,
 )
 from tuner.project.layout import atomic_write
-from tuner.ui.display import SearchDisplay
 
 
 @dataclass(frozen=True)
@@ -107,30 +105,23 @@ class Features:
     """The frozen computations every trial of one search shares, once per process.
 
     Args:
-        config: the search configuration.
-        data: the search's images.
+        context: the search's configuration and images, where cache builds show their progress,
+            and where time spent building and caching is counted.
         image_sizes: the input size of each backbone, resolved once (`image_sizes`).
         max_unfreeze_blocks: the most blocks any trial of the space unfreezes.
-        display: where cache builds show their progress.
-        overhead: where time spent building and caching is counted.
     """
 
     def __init__(
         self,
-        config: SearchConfig,
-        data: SearchData,
+        context: SearchContext,
         *,
         image_sizes: dict[str, int],
         max_unfreeze_blocks: int,
-        display: SearchDisplay,
-        overhead: Overhead,
     ) -> None:
-        self.config = config
-        self.data = data
+        config = context.config
+        self.context = context
         self.image_sizes = dict(image_sizes)
         self.max_unfreeze_blocks = max_unfreeze_blocks
-        self.display = display
-        self.overhead = overhead
         self.cache = (
             ArrayCache(config.resolved_cache_dir, memory_budget=config.cache_memory)
             if config.cache
@@ -148,7 +139,7 @@ class Features:
         if name not in self._weights:
             size = self.image_sizes[name]
             self._weights[name] = resolve_weights(
-                self.config,
+                self.context.config,
                 get_backbone(name),
                 size,
                 keep=lambda model: self._drawn.__setitem__(name, model),
@@ -168,26 +159,23 @@ class Features:
     def session(self, name: str) -> BackboneSession:
         """Backbone `name` built once for this process, with its cached activations."""
         if name not in self._sessions:
-            with self.overhead.timed():
+            with self.context.overhead.timed():
                 spec = get_backbone(name)
                 self._sessions[name] = BackboneSession(
                     spec,
                     self.build_backbone(name),
                     size=self.image_sizes[name],
                     weights_key=self.weights(name).key,
-                    config=self.config,
-                    data=self.data,
+                    context=self.context,
                     cache=self.cache,
                     max_unfreeze_blocks=self.max_unfreeze_blocks,
-                    display=self.display,
-                    overhead=self.overhead,
                 )
         return self._sessions[name]
 
     def count_blocks(self, name: str) -> int:
         """How many unfreezable blocks backbone `name` has."""
         # The cached path keeps this process's build; the full path builds its own in every trial.
-        model = self.session(name).model if self.config.cache else self.build_backbone(name)
+        model = self.session(name).model if self.context.config.cache else self.build_backbone(name)
         return len(cuts.blocks(model, get_backbone(name).block_pattern))
 
     def pooled(self, name: str, which: str) -> np.ndarray:
@@ -197,19 +185,20 @@ class Features:
         On the cached path this is the cache entry phase 1 trains on. Without the cache it is
         computed once per process, in memory, for the head's standardization and the linear head.
         """
-        if self.config.cache:
+        config, data = self.context.config, self.context.data
+        if config.cache:
             session = self.session(name)
             return session.features(which, session.last)
         key = (name, which)
         if key not in self._pooled:
-            with self.overhead.timed():
+            with self.context.overhead.timed():
                 spec = get_backbone(name)
                 size = self.image_sizes[name]
                 model = with_preprocessing(self.build_backbone(name), spec, size)
-                batches = pixel_batches(self.data.pixels(which, size), build_batch(self.config))
+                batches = pixel_batches(data.pixels(which, size), build_batch(config))
                 parts = []
-                with self.display.build_progress(
-                    f"pooling {which} features", len(self.data.images(which))
+                with self.context.display.build_progress(
+                    f"pooling {which} features", len(data.images(which))
                 ) as update:
                     for xb in run_frozen(model, batches, (size, size, 3)):
                         parts.append(xb)
@@ -227,21 +216,24 @@ class Features:
         """The logistic-regression head on standardized pooled features (`head/units = 0`),
         its regularization chosen on the validation set; fitted once per backbone and process."""
         if name not in self._linear:
-            with self.overhead.timed():
+            data = self.context.data
+            with self.context.overhead.timed():
                 stats = self.feature_stats(name)
                 train = self.pooled(name, "train")
                 val = self.pooled(name, "val")
-                views = len(train) // len(self.data.train)
+                views = len(train) // len(data.train)
                 self._linear[name] = fit_linear_head(
                     stats.standardize(train),
-                    np.tile(self.data.labels("train"), views),
+                    np.tile(data.labels("train"), views),
                     stats.standardize(val),
-                    self.data.labels("val"),
-                    self.data.n_classes,
+                    data.labels("val"),
+                    data.n_classes,
                     # The search's own objective chooses C (accuracy, ties to the lower log-loss).
                     # Measured on scripts/quality.py's binary case: choosing by log-loss alone
                     # kept a C whose val accuracy was 0.76 where C = 1 scored 0.80.
-                    select_on="loss" if self.config.objective.endswith("loss") else "accuracy",
+                    select_on="loss"
+                    if self.context.config.objective.endswith("loss")
+                    else "accuracy",
                 )
         return self._linear[name]
 

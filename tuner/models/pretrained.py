@@ -155,6 +155,13 @@ def convert(name: str, out: str | os.PathLike[str] | None = None, *, force: bool
             f"Cannot create the folder {path.parent} ({error.strerror or error}). Pass another "
             "output path, or set TUNER_CACHE_DIR to a writable folder."
         ) from error
+    _write(source, target, path, source_file, version)
+    return path
+
+
+def _write(source: _Source, target: Any, path: Path, source_file: Path, version: str) -> None:
+    """Writes `target`'s weights at `path` with their record beside it, through temporary files,
+    so that a failure leaves any earlier file and record as they were."""
     temporaries: list[str] = []
     try:
         weights_tmp = _temporary(path, _WEIGHTS_SUFFIX, temporaries)
@@ -183,7 +190,7 @@ def convert(name: str, out: str | os.PathLike[str] | None = None, *, force: bool
             os.fsync(f.fileno())
         # The record first: if we stop between the two renames, the old file no longer matches
         # the new record, so the next call rebuilds instead of trusting it.
-        os.replace(record_tmp, sidecar)
+        os.replace(record_tmp, _sidecar(path))
         os.replace(weights_tmp, path)
     except OSError as error:
         raise ConfigError(
@@ -194,7 +201,6 @@ def convert(name: str, out: str | os.PathLike[str] | None = None, *, force: bool
         for temporary in temporaries:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
-    return path
 
 
 def describe(path: str | os.PathLike[str] | None) -> str | None:

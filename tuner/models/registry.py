@@ -397,9 +397,8 @@ def _tiny(
 _NOTOP = "_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 # Block patterns, checked against the layer names of each built model (see tuner.models.cuts.blocks).
-_VGG = r"(block\d+)_"
+_BLOCK_N = r"(block\d+)_"  # VGG, Xception and the tiny backbone: block1_..., block2_...
 _RESNET = r"(conv\d_block\d+)_"
-_XCEPTION = r"(block\d+)_"
 # "mixed9_0"/"mixed9_1" are concats inside mixed9/mixed10: only whole names mark a block.
 _INCEPTION_V3 = r"(mixed\d+)$"
 _INCEPTION_RESNET = r"(block\d+_\d+|mixed_\d[a-z]|conv_7b)(?:_|$)"
@@ -421,8 +420,8 @@ _MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)
 # name, keras.applications attribute, default size, min size, preprocessing, pattern, family,
 # include_top=False weights file (read from keras/src/applications/*.py), sizes with own weights.
 _APPLICATIONS: list[tuple[Any, ...]] = [
-    ("vgg16", "VGG16", 224, 32, "caffe", _VGG, "vgg", "vgg16" + _NOTOP),
-    ("vgg19", "VGG19", 224, 32, "caffe", _VGG, "vgg", "vgg19" + _NOTOP),
+    ("vgg16", "VGG16", 224, 32, "caffe", _BLOCK_N, "vgg", "vgg16" + _NOTOP),
+    ("vgg19", "VGG19", 224, 32, "caffe", _BLOCK_N, "vgg", "vgg19" + _NOTOP),
     ("resnet50", "ResNet50", 224, 32, "caffe", _RESNET, "resnet", "resnet50" + _NOTOP),
     ("resnet101", "ResNet101", 224, 32, "caffe", _RESNET, "resnet", "resnet101" + _NOTOP),
     ("resnet152", "ResNet152", 224, 32, "caffe", _RESNET, "resnet", "resnet152" + _NOTOP),
@@ -433,7 +432,7 @@ _APPLICATIONS: list[tuple[Any, ...]] = [
      "inception_v3" + _NOTOP),
     ("inceptionresnetv2", "InceptionResNetV2", 299, 75, "tf", _INCEPTION_RESNET, "inception",
      "inception_resnet_v2" + _NOTOP),
-    ("xception", "Xception", 299, 71, "tf", _XCEPTION, "xception", "xception" + _NOTOP),
+    ("xception", "Xception", 299, 71, "tf", _BLOCK_N, "xception", "xception" + _NOTOP),
     ("mobilenet", "MobileNet", 224, 32, "tf", _MOBILENET, "mobilenet",
      "mobilenet_1_0_{size}_tf_no_top.h5", _MOBILENET_SIZES),
     ("mobilenetv2", "MobileNetV2", 224, 32, "tf", _MOBILENET_V2, "mobilenet",
@@ -464,7 +463,5 @@ _APPLICATIONS: list[tuple[Any, ...]] = [
 
 for _name, _attr, *_rest in _APPLICATIONS:
     register_backbone(Backbone(_name, "keras.applications." + _attr, *_rest))
-register_backbone(
-    Backbone("tiny", "tuner.models.registry:_tiny", 64, 16, "tf", r"(block\d+)_", "tiny")
-)
+register_backbone(Backbone("tiny", "tuner.models.registry:_tiny", 64, 16, "tf", _BLOCK_N, "tiny"))
 del _name, _attr, _rest

@@ -49,14 +49,14 @@ def export_trial(
 
     model = model if model is not None else tuner.load_model(trial)
     name = tuner.hypermodel.values(trial.hyperparameters).backbone
-    size = tuner.features.image_sizes[name]
+    size = tuner.context.features.image_sizes[name]
     metadata = _metadata(tuner, trial, name, size, refit)
     calibration = None
     if quantize == "int8":
-        pixels = tuner.data.pixels("train", size)
+        pixels = tuner.context.data.pixels("train", size)
         calibration = (pixels[i] for i in range(min(CALIBRATION_IMAGES, len(pixels))))
     try:
-        rows = read_ranking(tuner.config.project_dir).rows
+        rows = read_ranking(tuner.context.config.project_dir).rows
     except TunerError:
         rows = ()
     card_metadata = {
@@ -81,8 +81,8 @@ def _metadata(
 ) -> dict[str, Any]:
     """What metadata.json says of the trial's model: its input and output, backbone and weights,
     hyperparameters, scores, data and versions."""
-    config = tuner.config
-    data = tuner.data
+    config = tuner.context.config
+    data = tuner.context.data
     summary, _ = TrialSummary.read(trial_dir(config.project_dir, trial.trial_id))
     summary = summary or TrialSummary(trial.trial_id)
     return {
@@ -99,7 +99,7 @@ def _metadata(
         if data.n_classes == 2
         else "softmax probabilities over class_names",
         "backbone": name,
-        "weights": tuner.features.weights(name).origin,
+        "weights": tuner.context.features.weights(name).origin,
         "hyperparameters": searched(trial.hyperparameters.values),
         "objective": {
             "name": config.objective,

@@ -1,11 +1,12 @@
-"""One trial's training: both phases, the best epoch, compiled models kept across trials, and
-the refit."""
+"""One trial's training: what trials share, both phases, the best epoch, compiled models kept
+across trials, and the refit."""
 
 from tuner._lazy import exports
 
 __all__ = [
     "Recorder",
     "TrainingModels",
+    "TrialContext",
     "refit_trial",
     "train_trial",
 ]
@@ -15,6 +16,7 @@ __getattr__, __dir__ = exports(
         "train_trial": "trial",
         "Recorder": "recorder",
         "TrainingModels": "reuse",
+        "TrialContext": "context",
         "refit_trial": "refit",
     },
 )

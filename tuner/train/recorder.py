@@ -2,8 +2,8 @@
 
 `Recorder` is the Keras callback that one trial's two `fit` calls share: it keeps the best epoch
 by the objective (ties to `tuner.config.TIEBREAK`) with its trained pieces, the history of every
-epoch, and stops a trial that diverged. `BatchProgress` passes the running metrics of every batch
-to the live view.
+epoch, and stops a trial that diverged. It reports every epoch to an `EpochReport` (the display
+and the epoch log); `BatchProgress` passes the running metrics of every batch to the live view.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import keras
 from tuner.config import TIEBREAK
 from tuner.errors import TrialError
 from tuner.models.network import Pieces
+from tuner.ui.display import SearchDisplay
 
 
 class Recorder(keras.callbacks.Callback):
@@ -30,8 +31,7 @@ class Recorder(keras.callbacks.Callback):
         objective: the metric that ranks epochs.
         direction: "max" or "min".
         capture: returns the trained pieces as they stand (called at each new best epoch).
-        on_epoch: called after every epoch with (epoch, logs, seconds).
-        on_begin: called before every epoch with (epoch, batches per epoch or None).
+        report: shows and logs every epoch (`EpochReport`). Defaults to none: nothing reported.
         on_batch: called after every training batch with (batches done, running logs), from
             Keras's callback thread; None (the default) adds no per-batch work at all.
     """
@@ -41,16 +41,14 @@ class Recorder(keras.callbacks.Callback):
         objective: str,
         direction: str,
         capture: Callable[[], Pieces],
-        on_epoch: Callable[[int, dict[str, float], float], None],
-        on_begin: Callable[[int, int | None], None] | None = None,
+        report: EpochReport | None = None,
         on_batch: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__()
         self.objective = objective
         self.direction = direction
         self.capture = capture
-        self.on_epoch = on_epoch
-        self.on_begin = on_begin
+        self.report = report
         self.on_batch = on_batch
         self.best_logs: dict[str, float] | None = None
         self.best_epoch: int | None = None  # 1-based, counted across both phases
@@ -76,9 +74,9 @@ class Recorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Starts the epoch's clock."""
         self._started = time.perf_counter()
-        if self.on_begin is not None:
+        if self.report is not None:
             params = getattr(self, "params", None) or {}
-            self.on_begin(epoch, params.get("steps"))
+            self.report.begin(self.phase, epoch, params.get("steps"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stops a diverged trial, reports the epoch, and keeps it when it is the best so far."""
@@ -90,7 +88,8 @@ class Recorder(keras.callbacks.Callback):
                     f"{self.phase}); a lower learning rate may help"
                 )
         self.history.setdefault(self.phase, []).append({"epoch": epoch + 1, **logs})
-        self.on_epoch(epoch, logs, time.perf_counter() - self._started)
+        if self.report is not None:
+            self.report.end(self.phase, epoch, logs, time.perf_counter() - self._started)
         value = logs.get(self.objective)
         if value is None:
             return
@@ -101,6 +100,36 @@ class Recorder(keras.callbacks.Callback):
             self.best_logs = logs
             self.best_epoch = epoch + 1
             self.best_pieces = self.capture()
+
+
+class EpochReport:
+    """Shows every epoch of one trial and hands it to the epoch log: what a `Recorder` reports.
+
+    Args:
+        display: where epochs are shown.
+        epoch_log: called with (phase, epoch counted from 1, logs); None: no log.
+        last_epochs: the last epoch of each phase, as the display shows "epoch 3/4".
+    """
+
+    def __init__(
+        self,
+        display: SearchDisplay,
+        epoch_log: Callable[[int, int, dict[str, float]], None] | None,
+        last_epochs: dict[int, int],
+    ) -> None:
+        self.display = display
+        self.epoch_log = epoch_log
+        self.last_epochs = last_epochs
+
+    def begin(self, phase: int, epoch: int, steps: int | None) -> None:
+        """Before an epoch (counted from 0), with its number of batches when known."""
+        self.display.epoch_begin(phase, epoch + 1, self.last_epochs[phase], steps)
+
+    def end(self, phase: int, epoch: int, logs: dict[str, float], seconds: float) -> None:
+        """After an epoch (counted from 0)."""
+        self.display.epoch(phase, epoch + 1, self.last_epochs[phase], logs, seconds)
+        if self.epoch_log is not None:
+            self.epoch_log(phase, epoch + 1, logs)
 
 
 class BatchProgress(keras.callbacks.Callback):

@@ -23,6 +23,7 @@ from tuner.models.network import BACKBONE_NAME, HEAD_NAME, Pieces, compile_model
 from tuner.models.probe import fit_linear_head
 from tuner.models.registry import get_backbone
 from tuner.project.layout import TrialSummary, trial_dir
+from tuner.train.context import TrialContext
 from tuner.train.trial import labels_for, make_dataset, trial_seed
 
 
@@ -49,30 +50,29 @@ class _Rows:
         return out
 
 
-def refit_trial(tuner: Any, trial: kt.engine.trial.Trial) -> tuple[keras.Model, dict[str, Any]]:
+def refit_trial(
+    context: TrialContext, trial: kt.engine.trial.Trial
+) -> tuple[keras.Model, dict[str, Any]]:
     """Trains `trial`'s hyperparameters on train + val; returns the model (without augmentation
     layers, ready to export) and what the refit did, for the metadata."""
     started = time.perf_counter()
-    config = tuner.config
-    data = tuner.data
-    features = tuner.features
-    values = tuner.hypermodel.values(trial.hyperparameters)
+    config, data = context.config, context.data
+    values = context.values(trial.hyperparameters.values)
     summary, _ = TrialSummary.read(trial_dir(config.project_dir, trial.trial_id))
     phase1 = summary.phase1.epochs if summary and summary.phase1 else None
     phase2 = summary.phase2.epochs if summary and summary.phase2 else None
     epochs_head = phase1 or config.epochs_head
     epochs_finetune = (phase2 or 0) if values.unfreeze_blocks > 0 else 0
     seed = trial_seed(config.seed, trial.trial_id)
-    size = features.image_sizes[values.backbone]
+    size = context.features.image_sizes[values.backbone]
     n_classes = data.n_classes
     labels = np.concatenate([data.labels("train"), data.labels("val")])
     y = labels_for(labels, n_classes)
     x = _Rows(data.pixels("train", size), data.pixels("val", size))
-    model = tuner.hypermodel.build_for(values, seed)
+    model = context.build_model(values, seed)
     backbone = model.get_layer(BACKBONE_NAME)
     head = model.get_layer(HEAD_NAME)
-    display = tuner.display
-    display.message(
+    context.display.message(
         f"refit: trial {trial.trial_id}'s hyperparameters on {len(y)} images (train + val), "
         f"{epochs_head} + {epochs_finetune} epochs"
     )
@@ -84,22 +84,7 @@ def refit_trial(tuner: Any, trial: kt.engine.trial.Trial) -> tuple[keras.Model, 
         model.fit(batches, epochs=epochs, verbose=0 if config.verbose < 2 else 2)
 
     if values.units == 0:
-        # The search's logistic regression, at its chosen C, on the features of every image.
-        name = values.backbone
-        stats = features.feature_stats(name)
-        train, val = features.pooled(name, "train"), features.pooled(name, "val")
-        views = len(train) // len(data.train)
-        chosen = features.linear_head(name)
-        every = np.concatenate([np.asarray(train, "float32"), np.asarray(val, "float32")])
-        linear = fit_linear_head(
-            stats.standardize(every),
-            np.concatenate([np.tile(data.labels("train"), views), data.labels("val")]),
-            stats.standardize(np.asarray(val, "float32")),
-            data.labels("val"),
-            n_classes,
-            grid=(chosen.C,),
-        )
-        head.get_layer("head_output").set_weights([linear.kernel, linear.bias])
+        _fit_linear(context, values.backbone, head)
     else:
         backbone.trainable = False
         compile_model(model, values.head_lr, n_classes)
@@ -112,7 +97,7 @@ def refit_trial(tuner: Any, trial: kt.engine.trial.Trial) -> tuple[keras.Model, 
         cuts.freeze_for_finetune(backbone, cut)
         compile_model(model, values.finetune_lr, n_classes)
         fit(2, epochs_finetune)
-    served = tuner.hypermodel.build_for(values, seed, augment=False)
+    served = context.build_model(values, seed, augment=False)
     Pieces.capture(head, backbone, cut).apply(
         served.get_layer(HEAD_NAME), served.get_layer(BACKBONE_NAME)
     )
@@ -128,3 +113,23 @@ def refit_trial(tuner: Any, trial: kt.engine.trial.Trial) -> tuple[keras.Model, 
         "metrics recorded here are the search's, from before the refit",
     }
     return served, record
+
+
+def _fit_linear(context: TrialContext, name: str, head: keras.Model) -> None:
+    """Sets a linear `head` to the search's logistic regression, at its chosen C, fitted on the
+    features of every image."""
+    data, features = context.data, context.features
+    stats = features.feature_stats(name)
+    train, val = features.pooled(name, "train"), features.pooled(name, "val")
+    views = len(train) // len(data.train)
+    chosen = features.linear_head(name)
+    every = np.concatenate([np.asarray(train, "float32"), np.asarray(val, "float32")])
+    linear = fit_linear_head(
+        stats.standardize(every),
+        np.concatenate([np.tile(data.labels("train"), views), data.labels("val")]),
+        stats.standardize(np.asarray(val, "float32")),
+        data.labels("val"),
+        data.n_classes,
+        grid=(chosen.C,),
+    )
+    head.get_layer("head_output").set_weights([linear.kernel, linear.bias])

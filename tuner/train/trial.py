@@ -21,18 +21,16 @@ import numpy as np
 import tensorflow as tf
 
 from tuner.config import SearchConfig
-from tuner.data.pixels import SearchData
 from tuner.errors import TunerError
-from tuner.frozen.activations import BackboneSession, Overhead
-from tuner.frozen.features import Features
+from tuner.frozen.activations import BackboneSession
 from tuner.hp import TrialValues
 from tuner.models import cuts
 from tuner.models.network import BACKBONE_NAME, HEAD_NAME, Pieces, build_head, compile_model
 from tuner.models.registry import get_backbone
 from tuner.project.layout import PhaseSummary, TrialSummary
-from tuner.train.recorder import BatchProgress, Recorder
-from tuner.train.reuse import TrainingModels, TrialDropout, build_variables
-from tuner.ui.display import SearchDisplay
+from tuner.train.context import TrialContext
+from tuner.train.recorder import BatchProgress, EpochReport, Recorder
+from tuner.train.reuse import TrialDropout, build_variables
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -109,13 +107,9 @@ class _Plan:
 
     head: keras.Model  # set by each subclass
 
-    def __init__(
-        self, values: TrialValues, *, config: SearchConfig, features: Features, data: SearchData
-    ) -> None:
+    def __init__(self, values: TrialValues, context: TrialContext) -> None:
         self.values = values
-        self.config = config
-        self.features = features
-        self.data = data
+        self.context = context
 
     def _phase(self, phase: int, seed: int) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
         """The compiled model that `phase` trains, and its train and val batches."""
@@ -151,7 +145,7 @@ class _Plan:
             epochs=epochs,
             callbacks=self._callbacks(recorder),
             shuffle=False,  # the dataset shuffles itself, seeded (see make_dataset)
-            verbose=0 if self.config.verbose < 2 else 2,
+            verbose=0 if self.context.config.verbose < 2 else 2,
         )
         return PhaseSummary(epochs=len(history.epoch), seconds=time.perf_counter() - start)
 
@@ -167,7 +161,7 @@ class _Plan:
         on the standardized features (LP-FT's first step), then score it as one epoch."""
         start = time.perf_counter()
         recorder.on_epoch_begin(epoch)
-        linear = self.features.linear_head(self.values.backbone)
+        linear = self.context.features.linear_head(self.values.backbone)
         self.head.get_layer("head_output").set_weights([linear.kernel, linear.bias])
         logs = _evaluate(model, train)
         logs.update({f"val_{k}": v for k, v in _evaluate(model, val).items()})
@@ -184,25 +178,25 @@ class _Plan:
         callbacks: list[keras.callbacks.Callback] = [recorder]
         if recorder.on_batch is not None:
             callbacks.append(BatchProgress(recorder.on_batch))
-        if self.config.patience:
+        config = self.context.config
+        if config.patience:
             # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
             callbacks.insert(
                 0,
                 keras.callbacks.EarlyStopping(
-                    monitor=self.config.objective,
-                    mode=self.config.direction,
-                    patience=self.config.patience,
+                    monitor=config.objective, mode=config.direction, patience=config.patience
                 ),
             )
         return callbacks
 
     def _dataset(self, x: np.ndarray, which: str, seed: int, phase: int, views: int = 1):
-        y = labels_for(self.data.labels(which), self.data.n_classes)
-        shuffle = seed + phase if (which == "train" and self.config.shuffle) else None
+        config, data = self.context.config, self.context.data
+        y = labels_for(data.labels(which), data.n_classes)
+        shuffle = seed + phase if (which == "train" and config.shuffle) else None
         return make_dataset(
             x,
             y,
-            self.config.batch_size,
+            config.batch_size,
             shuffle_seed=shuffle,
             views=views,
             view_seed=seed + 7 * phase,
@@ -216,22 +210,13 @@ def _evaluate(model: keras.Model, batches: tf.data.Dataset) -> dict[str, float]:
 class _CachedPlan(_Plan):
     """Phase 1 on pooled features, phase 2 on activations cached at the block boundary.
 
-    Its models come compiled from `models`, one per graph, with this trial's starting state
-    (`tuner.train.reuse`): steady state neither rebuilds nor retraces.
+    Its models come compiled from the context's `models`, one per graph, with this trial's starting
+    state (`tuner.train.reuse`): steady state neither rebuilds nor retraces.
     """
 
-    def __init__(
-        self,
-        values: TrialValues,
-        seed: int,
-        *,
-        config: SearchConfig,
-        features: Features,
-        data: SearchData,
-        models: TrainingModels,
-    ) -> None:
-        super().__init__(values, config=config, features=features, data=data)
-        self.models = models
+    def __init__(self, values: TrialValues, seed: int, context: TrialContext) -> None:
+        super().__init__(values, context)
+        features, data, models = context.features, context.data, context.models
         self.session: BackboneSession = features.session(values.backbone)
         k = values.unfreeze_blocks
         self.cut = self.session.cut(k) if k > 0 else None
@@ -267,17 +252,17 @@ class _CachedPlan(_Plan):
             self._model2 = self._finetune_model()
 
     def _views(self) -> int:
-        return self.config.augment_views if self.config.augment else 1
+        return self.context.config.augment_views if self.context.config.augment else 1
 
     def _finetune_model(self) -> keras.Model:
         cut = self.cut
         assert cut is not None
         cuts.freeze_for_finetune(self.session.model, cut)
-        return self.models.compiled_model(
+        return self.context.models.compiled_model(
             self._key + (cut,),
             lambda: _TopAndHead(self.session.split(cut)[1], self.head),
             learning_rate=self.values.finetune_lr,
-            n_classes=self.data.n_classes,
+            n_classes=self.context.data.n_classes,
         )
 
     def _phase(self, phase: int, seed: int):
@@ -319,23 +304,15 @@ class _FullPlan(_Plan):
     """The no-cache path: every epoch runs the whole network, frozen parts included.
 
     Args:
-        model: the trial's full classifier, as `TransferHyperModel.build` makes it.
+        model: the trial's full classifier (`TrialContext.build_model`).
     """
 
-    def __init__(
-        self,
-        values: TrialValues,
-        model: keras.Model,
-        *,
-        config: SearchConfig,
-        features: Features,
-        data: SearchData,
-    ) -> None:
-        super().__init__(values, config=config, features=features, data=data)
+    def __init__(self, values: TrialValues, model: keras.Model, context: TrialContext) -> None:
+        super().__init__(values, context)
         self.model = model
         self.backbone = self.model.get_layer(BACKBONE_NAME)
         self.head = self.model.get_layer(HEAD_NAME)
-        self.size = features.image_sizes[values.backbone]
+        self.size = context.features.image_sizes[values.backbone]
         self.pattern = get_backbone(values.backbone).block_pattern
         self.cut: int | None = None
 
@@ -351,7 +328,7 @@ class _FullPlan(_Plan):
         self.cut = pieces.cut
 
     def _phase(self, phase: int, seed: int):
-        n_classes = self.data.n_classes
+        n_classes = self.context.data.n_classes
         if phase == 1:
             self.backbone.trainable = False
             compile_model(self.model, self.values.head_lr, n_classes)
@@ -361,25 +338,21 @@ class _FullPlan(_Plan):
             compile_model(self.model, self.values.finetune_lr, n_classes)
         elif not self.model.compiled:
             compile_model(self.model, self.values.head_lr, n_classes)
-        train = self._dataset(self.data.pixels("train", self.size), "train", seed, max(phase, 1))
-        val = self._dataset(self.data.pixels("val", self.size), "val", seed, max(phase, 1))
+        train = self._dataset(
+            self.context.data.pixels("train", self.size), "train", seed, max(phase, 1)
+        )
+        val = self._dataset(self.context.data.pixels("val", self.size), "val", seed, max(phase, 1))
         return self.model, train, val
 
 
 def train_trial(
+    context: TrialContext,
     values: TrialValues,
     summary: TrialSummary,
     *,
     seed: int,
     checkpoint: Path,
-    predecessor_checkpoint: Path | None,
-    config: SearchConfig,
-    features: Features,
-    data: SearchData,
-    display: SearchDisplay,
-    overhead: Overhead,
-    models: TrainingModels,
-    build_model: Callable[[TrialValues, int], keras.Model],
+    predecessor_checkpoint: Path | None = None,
     contender: Callable[[dict[str, float]], str | None] | None = None,
     epoch_log: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
@@ -387,79 +360,49 @@ def train_trial(
     and returns the logs of that epoch.
 
     Args:
+        context: what every trial of the search shares.
         values: the trial's hyperparameters.
         summary: the trial's summary, filled in here.
         seed: the trial's seed (`trial_seed`).
         checkpoint: where the best epoch's pieces go.
         predecessor_checkpoint: a Hyperband round's predecessor's checkpoint, to continue from.
-        config: the search configuration.
-        features: the frozen backbones and their cached activations.
-        data: the search's images.
-        display: where epochs are shown.
-        overhead: where time spent outside training is counted.
-        models: the compiled models trials reuse (cached path).
-        build_model: builds the full classifier for `values` with a head seed (no-cache path).
+            Defaults to none: the trial starts afresh.
         contender: given the best phase-1 epoch's logs, why phase 2 is skipped, or None to run
-            it (`tuner.engine.effort`).
+            it (`tuner.engine.effort`). Defaults to none: phase 2 always runs.
         epoch_log: called after every epoch with (phase, epoch counted from 1 across both
-            phases, logs): the TensorBoard logs (`tuner.project.tblogs`).
+            phases, logs): the TensorBoard logs (`tuner.project.tblogs`). Defaults to none.
 
     Raises:
         TrialError: the trial failed (diverged, for example); the search goes on.
         TunerError: a problem every trial would hit; the search stops.
     """
+    config, display = context.config, context.display
     summary.backbone = values.backbone
-    k = values.unfreeze_blocks
-    head_epochs = config.epochs_head
-    finetune_epochs = config.epochs_finetune if k > 0 else 0
-    # Hyperband shares out fine-tuning epochs (`tuner/epochs` counts phase-2 epochs, see
-    # tuner.engine.transfer.make_oracle): phase 1 runs whole in a trial's first round, so survivors are
-    # chosen on fine-tuned scores. Epochs are numbered on across phases: phase 2 starts at
-    # head_epochs.
-    budget = finetune_epochs if values.epochs is None else values.epochs
-    done = values.initial_epoch
-    target = head_epochs + min(budget, finetune_epochs)
+    head_epochs, done, target = _epochs(config, values)
     keras.utils.set_random_seed(seed)
-
-    shared = {"config": config, "features": features, "data": data}
-    if config.cache:
-        with overhead.timed():
-            plan: _Plan = _CachedPlan(values, seed, models=models, **shared)
-    else:
-        with overhead.timed():
-            model = build_model(values, seed)
-        plan = _FullPlan(values, model, **shared)
+    plan = _make_plan(context, values, seed)
+    continued = predecessor_checkpoint is not None
     if predecessor_checkpoint is not None:
         plan.load(Pieces.load(predecessor_checkpoint))
-
-    def last_epoch() -> int:
-        return head_epochs if recorder.phase == 1 else target
-
-    def on_begin(epoch: int, steps: int | None) -> None:
-        display.epoch_begin(recorder.phase, epoch + 1, last_epoch(), steps)
-
-    def on_epoch(epoch: int, logs: dict[str, float], seconds: float) -> None:
-        display.epoch(recorder.phase, epoch + 1, last_epoch(), logs, seconds)
-        if epoch_log is not None:
-            epoch_log(recorder.phase, epoch + 1, logs)
-
+    # A trial whose phase 2 is skipped runs no phase-2 epoch, so the target it was planned with
+    # is the last epoch every phase-2 epoch shows.
+    report = EpochReport(display, epoch_log, {1: head_epochs, 2: target})
     recorder = Recorder(
         config.objective,
         config.direction,
         plan.capture,
-        on_epoch,
-        on_begin,
+        report,
         display.batch if display.wants_batches else None,
     )
     phase1 = PhaseSummary()
     phase2: PhaseSummary | None = None
-    if predecessor_checkpoint is None:
+    if not continued:
         recorder.phase = 1
         phase1 = plan.fit(1, 0, head_epochs, recorder, seed)
         if recorder.best_pieces is not None:
             # Fine-tuning starts from the best head, not the last one.
             plan.restore(recorder.best_pieces)
-    if target > head_epochs + done and predecessor_checkpoint is None and contender is not None:
+    if target > head_epochs + done and not continued and contender is not None:
         summary.skipped = contender(recorder.phase_best.get(1, {}))
         if summary.skipped:
             display.message(f"phase 2 skipped: {summary.skipped}")
@@ -472,15 +415,49 @@ def train_trial(
         recorder.best_logs = plan.evaluate()
         recorder.best_pieces = plan.capture()
     assert recorder.best_pieces is not None
-    with overhead.timed():
-        try:
-            recorder.best_pieces.save(checkpoint)
-        except OSError as error:
-            raise TunerError(
-                f"Could not write the checkpoint {checkpoint}: {error.strerror or error}. Free "
-                "disk space or pass --project-dir DIR on a writable disk; the search can be "
-                "resumed by rerunning the same command."
-            ) from error
+    with context.overhead.timed():
+        _save_checkpoint(recorder.best_pieces, checkpoint)
+    _summarize(summary, recorder, phase1, phase2)
+    return dict(recorder.best_logs)
+
+
+def _epochs(config: SearchConfig, values: TrialValues) -> tuple[int, int, int]:
+    """The last epoch of phase 1, the phase-2 epochs a Hyperband predecessor already ran, and the
+    last epoch of phase 2 (epochs are numbered on across phases: phase 2 starts at the first)."""
+    head_epochs = config.epochs_head
+    finetune_epochs = config.epochs_finetune if values.unfreeze_blocks > 0 else 0
+    # Hyperband shares out fine-tuning epochs (`tuner/epochs` counts phase-2 epochs, see
+    # tuner.engine.oracles.make_oracle): phase 1 runs whole in a trial's first round, so survivors
+    # are chosen on fine-tuned scores.
+    budget = finetune_epochs if values.epochs is None else values.epochs
+    return head_epochs, values.initial_epoch, head_epochs + min(budget, finetune_epochs)
+
+
+def _make_plan(context: TrialContext, values: TrialValues, seed: int) -> _Plan:
+    """The trial's plan: on cached activations, or (`--no-cache`) on a new full model."""
+    if context.config.cache:
+        with context.overhead.timed():
+            return _CachedPlan(values, seed, context)
+    with context.overhead.timed():
+        model = context.build_model(values, seed)
+    return _FullPlan(values, model, context)
+
+
+def _save_checkpoint(pieces: Pieces, checkpoint: Path) -> None:
+    try:
+        pieces.save(checkpoint)
+    except OSError as error:
+        raise TunerError(
+            f"Could not write the checkpoint {checkpoint}: {error.strerror or error}. Free "
+            "disk space or pass --project-dir DIR on a writable disk; the search can be "
+            "resumed by rerunning the same command."
+        ) from error
+
+
+def _summarize(
+    summary: TrialSummary, recorder: Recorder, phase1: PhaseSummary, phase2: PhaseSummary | None
+) -> None:
+    """Fills in `summary` from what `recorder` kept of both phases."""
     phase1.best = recorder.phase_best.get(1, {})
     phase1.history = recorder.history.get(1, [])
     summary.phase1 = phase1 if phase1.epochs else None
@@ -491,4 +468,3 @@ def train_trial(
     summary.epochs_run = phase1.epochs + (phase2.epochs if phase2 else 0)
     summary.best = recorder.best_logs
     summary.best_epoch = recorder.best_epoch
-    return dict(recorder.best_logs)

@@ -1,11 +1,9 @@
-"""A search over a chief and workers (`tuner.cluster.service`, KerasTuner's distributed mode): the flags,
-the chief's checks on every request, its watch on silent workers, and whole clusters of
-processes on 127.0.0.1 with the tiny backbone."""
+"""Tests for tuner.cluster.chief: the chief checks every request and watches its workers, and whole
+clusters of processes on 127.0.0.1 run a search with the tiny backbone."""
 
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -13,115 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import TINY_SEARCH, make_folder, search_flags
-from tuner.cluster import service as cluster
-from tuner.cluster import sharing
-from tuner.errors import ConfigError
+from tests.images import make_folder, search_flags
+from tuner.cluster import chief as cluster
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import local_cluster  # noqa: E402
-
-
-def test_addresses_and_worker_names_are_checked():
-    assert cluster.parse_address("127.0.0.1:8470", "--chief") == ("127.0.0.1", 8470)
-    assert cluster.parse_address("[::1]:9000", "--chief") == ("::1", 9000)
-    for bad in ("127.0.0.1", ":80", "host:0", "host:http", "host:70000"):
-        with pytest.raises(ConfigError, match="--chief must be HOST:PORT"):
-            cluster.parse_address(bad, "--chief")
-    assert cluster.check_worker_id(" w1 ") == "w1"
-    for bad in ("", "my chief", "Chief-2", "a b"):
-        with pytest.raises(ConfigError, match="--worker-id"):
-            cluster.check_worker_id(bad)
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--chief", "127.0.0.1:1234", "--worker", "127.0.0.1:1234"], "not both"),
-        (["--worker", "127.0.0.1:1234"], "needs --worker-id"),
-        (["--worker-id", "w1"], "pass it with --worker"),
-        (["--worker", "127.0.0.1:1234", "--worker-id", "chief9"], "does not contain 'chief'"),
-        (["--worker", "127.0.0.1:1234", "--worker-id", "w1", "--overwrite"], "Only the chief"),
-        (["--chief", "nonsense"], "--chief must be HOST:PORT"),
-    ],
-)
-def test_bad_cluster_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
-    from tuner import search
-
-    code = search.main(["--data", str(tmp_path), "--backbone", "tiny", *flags])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and message in err, err
-
-
-def test_a_port_in_use_is_a_clear_error():
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"Port {port} on 127.0.0.1 is already in use"):
-            cluster.check_port("127.0.0.1", port)
-
-
-def test_a_filesystem_without_locks_is_refused_at_start(tmp_path, monkeypatch):
-    import errno
-    import fcntl
-
-    def no_locks(fd, operation):
-        raise OSError(errno.ENOLCK, "No locks available")
-
-    monkeypatch.setattr(fcntl, "flock", no_locks)
-    with pytest.raises(ConfigError, match="cannot lock files .*No locks available"):
-        sharing.check_locks(tmp_path)
-
-
-class FakeClient:
-    """KerasTuner's OracleClient as a worker sees it: IDLE twice, then a trial."""
-
-    def __init__(self) -> None:
-        self.answers = ["IDLE", "IDLE", "RUNNING"]
-        self.stub = None  # the heartbeat's calls fail quietly
-
-    def create_trial(self, tuner_id):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(status=self.answers.pop(0))
-
-
-def test_an_idle_worker_backs_off_instead_of_asking_at_once():
-    worker = cluster.WorkerOracle(FakeClient(), "w1", heartbeat=60, backoff=(0.05, 0.08))
-    started = time.monotonic()
-    trial = worker.create_trial("w1")
-    worker.close()
-    assert trial.status == "RUNNING"
-    assert worker.idle_answers == 2 and worker.idle_seconds == pytest.approx(0.13)
-    assert time.monotonic() - started >= 0.13
-
-
-def test_the_chief_refuses_overwrite_under_running_workers(tmp_path, capsys):
-    from tuner import search
-
-    data = make_folder(tmp_path / "images")
-    project = tmp_path / "project"
-    with sharing.worker_presence(project, "w7"):
-        code = search.main(
-            cluster_args(
-                data, project, "--overwrite", "--chief", f"127.0.0.1:{local_cluster.free_port()}"
-            )
-        )
-    err = capsys.readouterr().err
-    assert code == 2 and "Workers are running on" in err and "(w7)" in err, err
-
-
-def test_worker_presence_is_exclusive_and_seen_by_the_chief(tmp_path):
-    with sharing.worker_presence(tmp_path, "w1"):
-        assert sharing.live_workers(tmp_path) == ["w1"]
-        with pytest.raises(ConfigError, match="already running"):
-            with sharing.worker_presence(tmp_path, "w1"):
-                pass
-    assert sharing.live_workers(tmp_path) == []
-
 
 # --------------------------------------------------------------------------------------------
 # The chief's service, with a raw client
@@ -348,49 +244,3 @@ def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
     states = trial_states(project)
     assert len(states) == 4 and all(s["status"] == "COMPLETED" for s in states.values()), states
     assert (project / "export" / "model.keras").is_file()
-
-
-@pytest.mark.slow
-def test_a_worker_with_other_settings_is_refused(tmp_path):
-    data = make_folder(tmp_path / "images")
-    project = tmp_path / "project"
-    run = local_cluster.Cluster(cluster_args(data, project), workers=0)
-    run.start()
-    try:
-        deadline = time.monotonic() + 300
-        while not (project / "run.json").exists():
-            assert time.monotonic() < deadline and run.chief.poll() is None, run.log("chief")
-            time.sleep(0.2)
-        import subprocess
-
-        other = cluster_args(data, project, "--epochs-head", "3")
-        done = subprocess.run(
-            [sys.executable, "-m", "tuner.search", *other, "--worker", run.address]
-            + ["--worker-id", "odd"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 2, done.stderr
-        assert "settings differ from the chief's: --epochs-head 3" in done.stderr
-    finally:
-        run.stop()
-
-
-def test_mirrored_strategy_on_one_cpu_device(tmp_path):
-    import io
-
-    from rich.console import Console
-
-    from tuner import search
-
-    out = io.StringIO()
-    result = search.run(
-        make_folder(tmp_path / "images"),
-        **{**TINY_SEARCH, "max_trials": 1, "epochs_head": 1},
-        strategy="mirrored",
-        project_dir=tmp_path / "project",
-        console=Console(file=out, width=100),
-    )
-    assert "strategy: MirroredStrategy over 1 device(s)" in out.getvalue()
-    assert result.best is not None and result.export.is_file()
