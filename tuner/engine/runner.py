@@ -11,6 +11,7 @@ exports nothing. Light to import: TensorFlow loads inside `execute`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,13 +74,19 @@ def strategy_scope(config: SearchConfig, display: Any) -> Any:
 
 
 def execute(
-    config: SearchConfig, space: Space, *, console: Any = None, debug: bool = False
+    config: SearchConfig,
+    space: Space,
+    *,
+    console: Any = None,
+    debug: bool = False,
+    on_trial_end: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Load the data, search, and export the best model; returns the leaderboard with the export.
 
     `space` is a `tuner.engine.spaces.Space`; `console` a rich `Console` (default: a new one on standard
     output); `debug` shows TensorFlow's start-up lines and KerasTuner's traceback of each failed
-    trial.
+    trial; `on_trial_end` is called with each trial's id once the trial has ended (after
+    KerasTuner's own end-of-trial work and `heap.trim()`).
     """
     from tuner.runtime import startup as runtime
 
@@ -126,7 +133,9 @@ def execute(
     try:
         with strategy_scope(config, display):
             bench = engine.prepare(config, space, display)
-            tuner = engine.run_search(bench, debug=debug, started=started_monotonic)
+            tuner = engine.run_search(
+                bench, debug=debug, started=started_monotonic, on_trial_end=on_trial_end
+            )
     finally:
         display.close()
 

@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ class TransferTuner(kt.Tuner):
         bench: Workbench,
         *,
         deadline: float | None = None,
+        on_trial_end: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.config = bench.config
@@ -213,6 +215,7 @@ class TransferTuner(kt.Tuner):
         self.overhead = bench.overhead
         self.models = bench.models
         self.deadline = deadline
+        self._on_trial_end = on_trial_end
         self._trial_seconds: list[float] = []  # wall time of each trial this process ran
         self._trial_started = 0.0
         self.out_of_time = False
@@ -310,6 +313,8 @@ class TransferTuner(kt.Tuner):
         super().on_trial_end(trial)
         heap.trim()  # what the trial freed leaves the resident set (tuner.runtime.heap)
         self._trial_seconds.append(time.monotonic() - self._trial_started)
+        if self._on_trial_end is not None:
+            self._on_trial_end(trial.trial_id)
         if trial.status == kt.engine.trial.TrialStatus.FAILED:
             self.consecutive_failures += 1
         else:
@@ -424,7 +429,11 @@ class TransferTuner(kt.Tuner):
 
 
 def run_search(
-    bench: Workbench, *, debug: bool = False, started: float | None = None
+    bench: Workbench,
+    *,
+    debug: bool = False,
+    started: float | None = None,
+    on_trial_end: Callable[[str], None] | None = None,
 ) -> TransferTuner:
     """Runs the search on a prepared `Workbench`; returns the `TransferTuner`.
 
@@ -437,6 +446,8 @@ def run_search(
             failed trial shows its one-line reason, and its traceback stays in its trial.json.
         started: `time.monotonic()` when the command started, from which `--time-budget` counts.
             Defaults to now.
+        on_trial_end: called with each trial's id once the trial has ended (after KerasTuner's
+            own end-of-trial work and `heap.trim()`). Defaults to `None`.
 
     Raises:
         TunerError: the search cannot go on; finished trials are kept.
@@ -481,17 +492,24 @@ def run_search(
         if config.role == "worker"
         else contextlib.nullcontext()
     ):
-        return _search(bench, config, started)
+        return _search(bench, config, started, on_trial_end)
 
 
-def _search(bench: Workbench, config: SearchConfig, started: float | None) -> TransferTuner:
+def _search(
+    bench: Workbench,
+    config: SearchConfig,
+    started: float | None,
+    on_trial_end: Callable[[str], None] | None = None,
+) -> TransferTuner:
     deadline = None
     if config.time_budget is not None:
         deadline = (time.monotonic() if started is None else started) + config.time_budget
     # KerasTuner prints "Reloading Tuner from ..." on a resume: shown through the display.
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        tuner = TransferTuner(make_oracle(config), bench, deadline=deadline)
+        tuner = TransferTuner(
+            make_oracle(config), bench, deadline=deadline, on_trial_end=on_trial_end
+        )
     for line in printed.getvalue().splitlines():
         if line.strip():
             bench.display.message(line.strip())
