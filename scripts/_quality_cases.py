@@ -84,6 +84,29 @@ class Settings:
     work_dir: Path
     verbose: bool
 
+    def record(self) -> dict[str, Any]:
+        """What the JSON result says about how the rows were measured."""
+        return {
+            "quick": self.quick,
+            "recipe_epochs": [self.head_epochs, self.finetune_epochs],
+            "recipe": {
+                "head_units": RECIPE_HEAD_UNITS,
+                "head_lr": RECIPE_HEAD_LR,
+                "finetune_lr": RECIPE_FINETUNE_LR,
+                "batch_size": RECIPE_BATCH_SIZE,
+                "xception_unfreeze": RECIPE_XCEPTION_UNFREEZE,
+                "unfreeze_fraction": RECIPE_UNFREEZE_FRACTION,
+            },
+            "probe": {"C": PROBE_C, "max_iter": PROBE_MAX_ITER},
+            "search": {
+                "seed": SEARCH_SEED,
+                "max_trials": SEARCH_MAX_TRIALS,
+                "margin_s": self.margin_s,
+                "extra_flags": list(self.search_extra),
+            },
+            "target_points": TARGET_POINTS,
+        }
+
 
 @dataclass
 class Row:

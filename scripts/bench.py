@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
         if out:
-            name = "bench" if cases == ["small"] else "bench-" + "-".join(cases)
+            name = "bench-all" if args.all else "bench-" + "-".join(cases)
+            name = "bench" if cases == ["small"] else name
             result = out if len(cases) > 1 else out[cases[0]]
             _report.write_result(_report.result_file(args, name), "scripts.bench", result, argv)
     say(f"total {time.perf_counter() - started:.0f}s")

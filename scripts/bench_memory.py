@@ -95,6 +95,7 @@ def child(args: argparse.Namespace) -> int:
     from tuner.runtime import heap
 
     heap.limit_arenas()  # before TensorFlow starts its threads, as `python -m tuner.search` does
+    _harness.start_tensorflow()
     config = _harness.search_config(
         data=args.data,
         backbone=args.backbone,

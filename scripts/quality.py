@@ -53,23 +53,13 @@ from scripts._quality_cases import (
     BUDGET_MARGIN_S,
     CASES,
     MIN_BUDGET_S,
-    PROBE_C,
-    PROBE_MAX_ITER,
     QUICK_MARGIN_S,
     QUICK_MIN_BUDGET_S,
     QUICK_RECIPE_FINETUNE_EPOCHS,
     QUICK_RECIPE_HEAD_EPOCHS,
     QUICK_SEARCH_EPOCHS,
-    RECIPE_BATCH_SIZE,
     RECIPE_FINETUNE_EPOCHS,
-    RECIPE_FINETUNE_LR,
     RECIPE_HEAD_EPOCHS,
-    RECIPE_HEAD_LR,
-    RECIPE_HEAD_UNITS,
-    RECIPE_UNFREEZE_FRACTION,
-    RECIPE_XCEPTION_UNFREEZE,
-    SEARCH_MAX_TRIALS,
-    SEARCH_SEED,
     TARGET_POINTS,
     Case,
     Row,
@@ -262,30 +252,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def settings_record(settings: Settings) -> dict[str, Any]:
-    """What the JSON result says about how the rows were measured."""
-    return {
-        "quick": settings.quick,
-        "recipe_epochs": [settings.head_epochs, settings.finetune_epochs],
-        "recipe": {
-            "head_units": RECIPE_HEAD_UNITS,
-            "head_lr": RECIPE_HEAD_LR,
-            "finetune_lr": RECIPE_FINETUNE_LR,
-            "batch_size": RECIPE_BATCH_SIZE,
-            "xception_unfreeze": RECIPE_XCEPTION_UNFREEZE,
-            "unfreeze_fraction": RECIPE_UNFREEZE_FRACTION,
-        },
-        "probe": {"C": PROBE_C, "max_iter": PROBE_MAX_ITER},
-        "search": {
-            "seed": SEARCH_SEED,
-            "max_trials": SEARCH_MAX_TRIALS,
-            "margin_s": settings.margin_s,
-            "extra_flags": list(settings.search_extra),
-        },
-        "target_points": TARGET_POINTS,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cases = select_cases(args.cases)
@@ -317,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
     console.print(f"total wall {total:.0f}s{' (quick)' if args.quick else ''}", highlight=False)
-    report = {"settings": settings_record(settings), "cases": results, "total_wall_s": total}
+    report = {"settings": settings.record(), "cases": results, "total_wall_s": total}
     _report.write_result(_report.result_file(args, "quality"), "scripts.quality", report, argv)
     return 0
 
