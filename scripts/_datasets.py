@@ -88,6 +88,7 @@ def default_root() -> Path:
 
 
 def _per_class(total: int, n_classes: int) -> list[int]:
+    """How `total` images share out over `n_classes`, the first classes taking the remainder."""
     base, extra = divmod(total, n_classes)
     return [base + (1 if i < extra else 0) for i in range(n_classes)]
 
@@ -245,6 +246,7 @@ def _digit_pools(spec: DatasetSpec, rng: np.random.Generator) -> dict[str, dict[
 
 
 def _build(spec: DatasetSpec, folder: Path) -> None:
+    """Draws and writes the held-out set `spec` into `folder`."""
     rng = np.random.default_rng(spec.seed)
     pools = _digit_pools(spec, rng) if spec.kind == "digits" else None
     ext = "jpg" if spec.fmt == "jpeg" else "png"
@@ -273,6 +275,7 @@ def _build(spec: DatasetSpec, folder: Path) -> None:
 
 
 def _marker_text(spec: DatasetSpec) -> str:
+    """What the marker of a finished `spec` holds: its fields and every drawing setting."""
     drawing = {
         "glyph_side": GLYPH_SIDE,
         "rotation_deg": ROTATION_DEG,

@@ -38,6 +38,8 @@ from scripts._quality_cases import (
 
 
 def input_layers(kind: str, spec) -> list:
+    """The recipe's input scaling: 1/255 as the seed did, or the backbone's own preprocessing."""
+
     import keras
 
     from tuner.models.preprocessing import preprocessing_layers
@@ -48,12 +50,15 @@ def input_layers(kind: str, spec) -> list:
 
 
 def unfreeze_count(backbone, name: str) -> int:
+    """How many of the backbone's last layers the recipe unfreezes."""
     if name == "xception":
         return RECIPE_XCEPTION_UNFREEZE
     return max(1, round(RECIPE_UNFREEZE_FRACTION * len(backbone.layers)))
 
 
 def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Settings) -> Row:
+    """Row (a): the recipe with input scaling `kind`, trained on TRAIN, scored on TEST."""
+
     import keras
     import numpy as np
 
@@ -133,10 +138,13 @@ def run_recipe(case: Case, weights: str, kind: str, dirs: dict[str, Path], s: Se
 
 
 def features(model, pixels, batch: int = PROBE_BATCH_SIZE):
+    """The pooled backbone features of `pixels`."""
     return model.predict(pixels, batch_size=batch, verbose=0)
 
 
 def run_probe(case: Case, weights: str, dirs: dict[str, Path], s: Settings) -> Row:
+    """Row (b): the linear probe on pooled features, fit on TRAIN, scored on TEST."""
+
     import keras
     import numpy as np
     from sklearn.linear_model import LogisticRegression

@@ -15,8 +15,9 @@ from typing import Any
 from scripts import _harness
 
 # --- (a) the recipe: the Keras transfer-learning guide ("Transfer learning & fine-tuning", its
-# 2020 edition) trains the new head, then fine-tunes for 10 epochs at a much lower learning rate; the seed's recipe adds Dense(512, relu), Adam 1e-3 for
-# the head, "unfreeze the last 33 layers" of Xception (25% of its 133 layers) and Adam 5e-5.
+# 2020 edition) trains the new head, then fine-tunes for 10 epochs at a much lower learning rate;
+# the seed's recipe adds Dense(512, relu), Adam 1e-3 for the head, "unfreeze the last 33 layers"
+# of Xception (25% of its 133 layers) and Adam 5e-5.
 RECIPE_HEAD_EPOCHS = 10
 RECIPE_FINETUNE_EPOCHS = 10
 RECIPE_HEAD_UNITS = 512

@@ -10,12 +10,18 @@ from scripts._report import percent
 
 
 def describe(row: Row) -> str:
+    """One progress line for a finished row."""
     if row.error:
         return f"{row.name}: ERROR {row.error}"
-    return f"{row.name}: test {percent(row.test_accuracy)}, val {percent(row.val_accuracy)}, {row.wall_s:.1f}s"
+    return (
+        f"{row.name}: test {percent(row.test_accuracy)}, val {percent(row.val_accuracy)}, "
+        f"{row.wall_s:.1f}s"
+    )
 
 
 def render_case(result: dict[str, Any], console) -> None:
+    """Prints one case: its table, its target and its notes."""
+
     from rich.table import Table
 
     images = result["images"]
@@ -73,6 +79,7 @@ def render_case(result: dict[str, Any], console) -> None:
 
 
 def case_notes(result: dict[str, Any]) -> list[str]:
+    """The caveats a reader needs beside a case's table."""
     out = []
     search = result["rows"][-1]
     reference = result["recipe_min_wall_s"]
@@ -94,7 +101,8 @@ def case_notes(result: dict[str, Any]) -> list[str]:
     scores = [r["test_accuracy"] for r in result["rows"] if r["test_accuracy"] is not None]
     if scores and max(scores) <= chance + 0.05:
         out.append(
-            f"every row is within 5 points of chance ({percent(chance)}): this case measures nothing"
+            f"every row is within 5 points of chance ({percent(chance)}): this case measures "
+            "nothing"
         )
     low = [
         r["name"]

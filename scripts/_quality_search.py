@@ -34,6 +34,8 @@ LOG_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d
 
 
 def decode_as_user(path: str):
+    """One image file decoded at its own size, as a user of the export would."""
+
     import tensorflow as tf
 
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)

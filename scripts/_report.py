@@ -86,16 +86,20 @@ def print_targets(console: Any, targets: dict[str, bool]) -> None:
 
 
 def seconds(value: float | None, digits: int = 1) -> str:
+    """`12.3s`; `-` for no value."""
     return "-" if value is None else f"{value:.{digits}f}s"
 
 
 def times(value: float | None) -> str:
+    """`4.56x`; `-` for no value."""
     return "-" if value is None else f"{value:.2f}x"
 
 
 def accuracy(value: float | None) -> str:
+    """`0.8750`; `-` for no value."""
     return "-" if value is None else f"{value:.4f}"
 
 
 def percent(value: float | None) -> str:
+    """`87.5%` for 0.875; `-` for no value."""
     return "-" if value is None else f"{100 * value:.1f}%"

@@ -23,14 +23,17 @@ def units(trial: dict[str, Any]) -> int:
 
 
 def unfreeze_blocks(trial: dict[str, Any]) -> int:
+    """The blocks the trial unfreezes in phase 2."""
     return int(trial.get("hyperparameters", {}).get("finetune/unfreeze_blocks", 0))
 
 
 def linear(trial: dict[str, Any]) -> bool:
+    """Whether the trial's head is linear (a closed-form phase 1)."""
     return int(trial.get("hyperparameters", {}).get("head/units", 1)) == 0
 
 
 def epochs(trial: dict[str, Any], phase: str) -> int:
+    """The epochs the trial ran in `phase`."""
     return int((trial.get(phase) or {}).get("epochs") or 0)
 
 

@@ -28,6 +28,7 @@ ACCURACY_TARGET = 1.0  # best val accuracy within this many points of the no-cac
 
 
 def ratio(slow: float | None, fast: float | None) -> float | None:
+    """`slow / fast`, or None when either is missing."""
     return slow / fast if slow is not None and fast else None
 
 

@@ -29,6 +29,7 @@ default = 1
 
 
 def say(text: str) -> None:
+    """One progress line on standard error."""
     _harness.say("bench", text)
 
 

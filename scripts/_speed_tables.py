@@ -165,6 +165,7 @@ def build_table(numbers: dict[str, Any], title: str) -> Any:
 
 
 def summary_line(numbers: dict[str, Any]) -> str:
+    """The comparison in one plain line, with both targets."""
     c, n = numbers["cached"], numbers["nocache"]
     delta = numbers["accuracy_delta_points"]
     reach = numbers["cached_time_to_nocache_best_s"]
@@ -174,14 +175,16 @@ def summary_line(numbers: dict[str, Any]) -> str:
         + (" (extrapolated)" if numbers["nocache_extrapolated_trials"] else "")
         + " end to end = "
         f"{times(numbers['speedup_wall'])} (target >= {SPEED_TARGET:g}x: "
-        f"{met[numbers['speed_target_met']]}); best val_accuracy {accuracy(c['best_val_accuracy'])} "
+        f"{met[numbers['speed_target_met']]}); best val_accuracy "
+        f"{accuracy(c['best_val_accuracy'])} "
         f"vs {accuracy(n['best_val_accuracy'])} = "
         f"{'-' if delta is None else f'{delta:+.1f}'} pt (target within {ACCURACY_TARGET:g} pt: "
         f"{met[numbers['accuracy_target_met']]}; chance {numbers['chance_accuracy']:.3f}); "
         f"cached reached the no-cache best after "
         f"{'never' if reach is None else f'{reach:.1f}s'}; phase-2 epoch "
         f"{times(numbers['speedup_phase2_epoch'])} faster; outside training "
-        f"{percent(c['outside_training_share'])} cached, {percent(n['outside_training_share'])} no-cache"
+        f"{percent(c['outside_training_share'])} cached, "
+        f"{percent(n['outside_training_share'])} no-cache"
     )
 
 
@@ -221,6 +224,7 @@ def notes(result: dict[str, Any], numbers: dict[str, Any]) -> list[str]:
 
 
 def jsonable(result: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
+    """The case's result as plain data for the JSON file."""
     runs = {}
     for key, run in result["runs"].items():
         runs[key] = asdict(run) | {"wall_s": run.wall_s}

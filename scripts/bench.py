@@ -87,6 +87,7 @@ CLASSES = 3  # the demo's textures (`_datasets.texture_folder`)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m scripts.bench`."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.bench",
         description=(
@@ -265,13 +266,22 @@ def effort_case(args: argparse.Namespace, work: Path, console: Any) -> Any:
 
 
 def cases_from_args(args: argparse.Namespace) -> list[str]:
+    """The cases to run, in order."""
     if args.all:
         return ["small", "large", "memory", "effort"]
     cases = [case for case in ("large", "memory", "effort") if getattr(args, case)]
     return cases or ["small"]
 
 
+def result_name(args: argparse.Namespace, cases: list[str]) -> str:
+    """The JSON result's name: bench, bench-large, bench-memory-effort, ..., or bench-all."""
+    if args.all:
+        return "bench-all"
+    return "bench" if cases == ["small"] else "bench-" + "-".join(cases)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs the chosen cases, prints them and writes their JSON; returns the exit status."""
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     _harness.start_tensorflow()  # imported here so that neither run pays for it
@@ -302,10 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
         if out:
-            name = "bench-all" if args.all else "bench-" + "-".join(cases)
-            name = "bench" if cases == ["small"] else name
             result = out if len(cases) > 1 else out[cases[0]]
-            _report.write_result(_report.result_file(args, name), "scripts.bench", result, argv)
+            path = _report.result_file(args, result_name(args, cases))
+            _report.write_result(path, "scripts.bench", result, argv)
     say(f"total {time.perf_counter() - started:.0f}s")
     return 0
 

@@ -43,6 +43,7 @@ QUICK: dict[str, Any] = {
 
 
 def search_args(args: argparse.Namespace, data: Path, project: Path) -> list[str]:
+    """The `python -m tuner.search` flags every process of a run shares."""
     return _harness.cli_flags(
         data=data,
         backbone=args.backbone,
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace, data: Path, work: Path, workers: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m scripts.bench_distributed`."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.bench_distributed",
         description="The same distributed search with 1 worker and with 2 on this machine.",
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs both searches, prints them and writes their JSON; exit 1 when a check failed."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick:

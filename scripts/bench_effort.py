@@ -62,6 +62,7 @@ WALL_TARGET = 2.0  # the contenders search's wall at most this many recipe walls
 
 
 def say(text: str) -> None:
+    """One progress line on standard error."""
     _harness.say("bench", text)
 
 

@@ -108,6 +108,7 @@ class Cluster:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Starts the cluster, waits for it and prints the chief's output; returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     search_args: list[str] = []
     if "--" in argv:

@@ -189,6 +189,7 @@ def guarded_value(work: Callable[[], Any]) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m scripts.quality`."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.quality",
         description="Held-out TEST accuracy of the search against the fixed recipe and a "
@@ -203,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        help="where generated datasets live (default: $TUNER_QUALITY_DIR or ~/.cache/tuner/quality)",
+        help="where generated datasets live (default: $TUNER_QUALITY_DIR or "
+        "~/.cache/tuner/quality)",
     )
     parser.add_argument(
         "--work-dir",
@@ -221,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_cases(text: str | None) -> list[Case]:
+    """The cases `--cases` names, in its order; all of them by default."""
     if not text:
         return list(CASES)
     by_name = {c.name: c for c in CASES}
@@ -234,6 +237,7 @@ def select_cases(text: str | None) -> list[Case]:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The run's `Settings`: the full or the quick ones, then the flags."""
     data_root = (args.data_dir or _datasets.default_root()).expanduser().absolute()
     return Settings(
         quick=args.quick,
@@ -253,6 +257,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the cases, prints them and writes their JSON; returns the exit status."""
     args = build_parser().parse_args(argv)
     cases = select_cases(args.cases)
     settings = settings_from_args(args)

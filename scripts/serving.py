@@ -28,6 +28,7 @@ QUANTIZATIONS = ("dynamic", "float16", "int8")
 
 
 def say(text: str) -> None:
+    """One progress line on standard error."""
     _harness.say("serving", text)
 
 
@@ -95,6 +96,8 @@ def measure(project: Path, models: dict[str, Path]) -> tuple[list[dict[str, Any]
 
 
 def table(project: Path, rows: list[dict[str, Any]]) -> Any:
+    """The rows as a rich `Table`."""
+
     from rich.table import Table
 
     out = Table(title=f"serving parity: {project}, validation images")
@@ -113,6 +116,7 @@ def table(project: Path, rows: list[dict[str, Any]]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exports, measures, prints and writes the JSON; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.serving", description=__doc__.split("\n\n")[0]
     )
