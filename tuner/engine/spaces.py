@@ -316,23 +316,21 @@ def _entries(src: str, document: dict[str, Any]) -> Iterator[tuple[str, dict[str
         if group not in _GROUPS:
             key = f"{group}.{first}" if first else group.replace("/", ".")
             raise _unknown_key(src, key)
-        if not isinstance(table, dict):
-            raise SpaceError(
-                f"{src}: [{group}] must be a table of hyperparameters "
-                f"({', '.join(k for k in _KEYS if k.startswith(group + '.'))}), "
-                f"but got {group} = {_show(table)}."
-            )
+        members = ", ".join(k for k in _KEYS if k.startswith(group + "."))
+        _require_table(src, group, table, f"a table of hyperparameters ({members}), but got")
         for name, entry in table.items():
             key = f"{group}.{name}"
             if key not in _KEYS:
                 raise _unknown_key(src, key)
-            if not isinstance(entry, dict):
-                raise SpaceError(
-                    f"{src}: [{key}] must be a table with a `type` field, but got "
-                    f'{key} = {_show(entry)}; for a constant write type = "fixed" and '
-                    f"value = {_show(entry)}."
-                )
+            fix = f'; for a constant write type = "fixed" and value = {_show(entry)}'
+            _require_table(src, key, entry, "a table with a `type` field, but got", fix)
             yield key, entry
+
+
+def _require_table(src: str, key: str, value: Any, what: str, fix: str = "") -> None:
+    """Raises a `SpaceError` saying `[key]` must be `what`, unless `value` is a table."""
+    if not isinstance(value, dict):
+        raise SpaceError(f"{src}: [{key}] must be {what} {key} = {_show(value)}{fix}.")
 
 
 def _parse_entry(src: str, key: str, entry: dict[str, Any]) -> Param:
