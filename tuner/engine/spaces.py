@@ -24,7 +24,7 @@ from typing import Any
 from tuner.errors import SpaceError
 from tuner.hp import DROPOUT, FINETUNE_LR, HEAD_LR, NAMES, TUNER_PREFIX, UNFREEZE_BLOCKS, UNITS
 
-SPACES_DIR: Path = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR: Path = Path(__file__).resolve().parents[2] / "search_spaces"
 """The bundled space files: `default.toml` plus one file per family whose defaults differ."""
 
 FAMILIES: tuple[str, ...] = (
