@@ -161,7 +161,7 @@ def test_rich_output_renders_text_and_html():
 
 
 def test_tensorflow_starts_without_its_start_up_noise():
-    code = "from tuner import runtime; runtime.start(); import tensorflow as tf; print(tf.add(1, 2).numpy())"
+    code = "from tuner.runtime import startup; startup.start(); import tensorflow as tf; print(tf.add(1, 2).numpy())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
@@ -171,7 +171,7 @@ def test_tensorflow_starts_without_its_start_up_noise():
 def test_a_failed_start_replays_what_was_silenced(tmp_path):
     code = (
         "import os, sys\n"
-        "from tuner import runtime\n"
+        "from tuner.runtime import startup as runtime\n"
         "with runtime.silenced_stderr():\n"
         "    os.write(2, b'the reason\\n')\n"
         "    raise SystemExit(3)\n"
