@@ -97,7 +97,7 @@ def _finished_projects(tmp_path_factory: pytest.TempPathFactory, session_images:
     done: dict[tuple, object] = {}
 
     def get(changes: dict):
-        key = tuple(sorted((name, repr(value)) for name, value in changes.items()))
+        key = repr(tiny_config(session_images, Path("project"), **changes))  # all the settings
         if key not in done:
             folder = tmp_path_factory.mktemp("finished")
             config = tiny_config(session_images, folder / "project", **changes)
