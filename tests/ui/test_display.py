@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 
 from rich.console import Console
 
+from tests.helpers import run_python
 from tuner.ui.display import SearchDisplay
 from tuner.ui.live import LiveDisplay, NotebookDisplay, RichOutput, make_display
 
@@ -162,7 +161,7 @@ def test_rich_output_renders_text_and_html():
 
 def test_tensorflow_starts_without_its_start_up_noise():
     code = "from tuner.runtime import startup; startup.start(); import tensorflow as tf; print(tf.add(1, 2).numpy())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = run_python("-c", code, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
     assert done.stderr == ""
@@ -176,6 +175,6 @@ def test_a_failed_start_replays_what_was_silenced(tmp_path):
         "    os.write(2, b'the reason\\n')\n"
         "    raise SystemExit(3)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = run_python("-c", code)
     assert done.returncode == 3
     assert "the reason" in done.stderr
