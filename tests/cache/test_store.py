@@ -21,7 +21,6 @@ from tuner.cache import store as cache_module
 from tuner.cache.store import ArrayCache, CacheEntry, fingerprint
 from tuner.errors import CacheError
 
-REPO = Path(__file__).resolve().parents[2]
 SHAPE = (50, 4, 3)
 KEY = {"backbone": "tiny", "size": 32, "cut": 5, "files": [("a.png", 10, 123), ("b.png", 11, 456)]}
 

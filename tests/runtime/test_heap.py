@@ -19,7 +19,6 @@ def _arenas(mode: str) -> int:
     code = textwrap.dedent(
         """
         import ctypes, os, sys, tempfile, threading
-        sys.path.insert(0, os.getcwd())
         if sys.argv[1] != "plain":
             from tuner.runtime import heap
             assert heap.limit_arenas(2 if sys.argv[1] == "two" else None)
@@ -83,7 +82,6 @@ def test_trim_hands_the_freed_pages_back_to_the_system() -> None:
     code = textwrap.dedent(
         """
         import ctypes, os, sys
-        sys.path.insert(0, os.getcwd())
         from tuner.runtime import heap
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
