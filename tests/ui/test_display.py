@@ -8,7 +8,7 @@ import re
 
 from rich.console import Console
 
-from tests.helpers import run_python
+from tests.helpers import python_env, run_python
 from tuner.ui.display import SearchDisplay
 from tuner.ui.live import LiveDisplay, NotebookDisplay, RichOutput, make_display
 
@@ -161,7 +161,9 @@ def test_rich_output_renders_text_and_html():
 
 def test_tensorflow_starts_without_its_start_up_noise():
     code = "from tuner.runtime import startup; startup.start(); import tensorflow as tf; print(tf.add(1, 2).numpy())"
-    done = run_python("-c", code, timeout=300)
+    # Without the TF_CPP_MIN_LOG_LEVEL that tests/conftest.py sets: startup must silence it alone.
+    env = python_env(TF_CPP_MIN_LOG_LEVEL=None)
+    done = run_python("-c", code, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
     assert done.stderr == ""
