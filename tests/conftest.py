@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from tests.helpers import tiny_config, write_space
+from tests.helpers import REPO, tiny_config, write_space
 from tests.images import make_folder
 
 
@@ -122,3 +122,30 @@ def finished(_finished_projects, tmp_path: Path):
         return source.replace(project_dir=target)
 
     return make
+
+
+# --------------------------------------------------------------------------------------------
+# Order
+
+# The modules that take longest, longest first. pyproject.toml runs the suite on two workers
+# (`-n 2 --dist loadscope`): each module runs whole on one worker, in the order collected, so the
+# long ones start first and the short ones fill in around them, and both workers end together.
+LONGEST_FIRST = (
+    "tests/models/test_cuts.py",  # builds every registered backbone
+    "tests/cluster/test_service.py",  # whole clusters of processes
+    "tests/serve/test_formats.py",  # every export format and its real consumer
+    "tests/engine/test_transfer.py",
+    "tests/engine/test_faults.py",  # killed and rerun searches
+    "tests/train/test_reuse.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Moves the `LONGEST_FIRST` modules to the front; every other test keeps its place."""
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        path = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)
