@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from tests.helpers import REPO, tiny_config, write_space
+from tests.helpers import REPO, fixed, tiny_config, write_space
 from tests.images import make_folder
 
 
@@ -43,7 +43,7 @@ def fixed_space(tmp_path: Path):
     `k` blocks), with `entries` laid over it; returns its path."""
 
     def make(k: int = 1, entries=None) -> Path:
-        chosen = {"finetune.unfreeze_blocks": {"type": "fixed", "value": k}, **(entries or {})}
+        chosen = {"finetune.unfreeze_blocks": fixed(k), **(entries or {})}
         return write_space(tmp_path / f"fixed{k}.toml", "fixed", chosen)
 
     return make

@@ -120,14 +120,16 @@ def fixed(value: object) -> dict[str, object]:
 
 
 def choice(*values: object, default: object = None) -> dict[str, object]:
-    """A space entry that chooses among `values` (the first is the default unless given)."""
+    """A space entry that chooses among `values`, with `default` when one is given."""
     entry: dict[str, object] = {"type": "choice", "values": list(values)}
     if default is not None:
         entry["default"] = default
     return entry
 
 
-def write_space(path: Path, name: str, entries: Mapping[str, Mapping[str, object]] = ()) -> Path:
+def write_space(
+    path: Path, name: str, entries: Mapping[str, Mapping[str, object]] | None = None
+) -> Path:
     """Writes fixture space `name` to `path` with whole entries replaced or added, keyed as in
     the file (`{"head.units": choice(8, 16)}`); returns `path`."""
     document = tomllib.loads(space_path(name).read_text())
@@ -136,7 +138,7 @@ def write_space(path: Path, name: str, entries: Mapping[str, Mapping[str, object
         for group, table in document.items()
         for key, entry in table.items()
     }
-    tables.update({key: dict(entry) for key, entry in dict(entries).items()})
+    tables.update({key: dict(entry) for key, entry in (entries or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_dump(tables))
     return path
