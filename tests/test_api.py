@@ -8,36 +8,14 @@ epochs each (two of phase 1, one of phase 2).
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from tests.images import TINY_SEARCH, make_folder, search_flags
+from tests.helpers import TINY_SEARCH, run_python, search_flags, space_path
+from tests.images import make_folder
 
-SPACE = """
-[head.units]
-type = "fixed"
-value = 16
-
-[head.dropout]
-type = "choice"
-values = [0.0, 0.5]
-
-[head.learning_rate]
-type = "fixed"
-value = 0.01
-
-[finetune.unfreeze_blocks]
-type = "fixed"
-value = 1
-
-[finetune.learning_rate]
-type = "fixed"
-value = 0.001
-"""
 OPTIONS = {**TINY_SEARCH, "max_trials": 2}
 HEAVY = ("tensorflow", "keras", "keras_tuner")
 
@@ -51,7 +29,7 @@ def test_import_tuner_loads_no_tensorflow_keras_or_keras_tuner() -> None:
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = run_python("-c", code)
     assert done.returncode == 0, done.stderr
 
 
@@ -96,8 +74,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("api")
     data = make_folder(root / "images")
-    space = root / "space.toml"
-    space.write_text(SPACE)
+    space = space_path("two_dropouts")  # two trials, both fine-tuned
     out = io.StringIO()
     result = tuner.run(
         data,
@@ -124,17 +101,8 @@ def test_run_returns_the_leaderboard_the_command_line_prints(searched) -> None:
 
     # The command line on the same project: nothing is left to run, so it prints the leaderboard
     # of the very same trials, and with --quiet nothing else.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tuner.search",
-            *cli_flags(data, space, root / "project"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_python(
+        "-m", "tuner.search", *cli_flags(data, space, root / "project"), "--quiet", timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
     console = Console(file=io.StringIO(), width=80, color_system=None)  # a pipe, like the CLI's

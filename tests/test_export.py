@@ -4,20 +4,19 @@ the trained model predicted in-process."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 
+from tests.helpers import run_python
 from tuner.engine.runner import _search as run_search
 from tuner.engine.spaces import load_space
 from tuner.engine.transfer import completed_trials
 from tuner.serve.bundle import export_trial
 
 
-def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tmp_path, prepared):
-    config = search_config(max_trials=1)
+def test_export_loads_in_a_fresh_process_and_predicts_the_same(finished, tmp_path, prepared):
+    config = finished(max_trials=1)  # the session's one-trial search, reloaded below
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
     best = completed_trials(tuner)[0]
@@ -32,7 +31,7 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
         np.save({str(tmp_path / "out.npy")!r}, out)
         assert not any(m == 'tuner' or m.startswith('tuner.') for m in sys.modules), 'tuner imported'
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    run_python("-c", script, check=True, cwd=tmp_path, capture_output=False)
     got = np.load(tmp_path / "out.npy")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     metadata = json.loads((tmp_path / "export" / "metadata.json").read_text())
@@ -40,10 +39,10 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(search_config, tm
     assert metadata["trial_id"] == best.trial_id
 
 
-def test_export_resizes_raw_images_of_any_size(search_config, tmp_path, prepared):
+def test_export_resizes_raw_images_of_any_size(finished, tmp_path, prepared):
     import keras
 
-    config = search_config(max_trials=1)
+    config = finished(max_trials=1)
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
     path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]

@@ -6,11 +6,11 @@ TensorFlow, Keras or KerasTuner when they are imported, and neither does any sub
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_python
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tuner"
 
@@ -189,7 +189,7 @@ def test_importing_every_subpackage_loads_no_tensorflow():
         "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
 
 

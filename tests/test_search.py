@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_python
 from tests.images import make_folder
 from tuner import search as cli
 
@@ -125,10 +124,8 @@ def test_help_does_not_import_tensorflow():
         "search.build_parser().format_help(); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "tuner.search", "--help"], check=True, capture_output=True, text=True
-    ).stdout
+    run_python("-c", code, check=True, capture_output=False)
+    out = run_python("-m", "tuner.search", "--help", check=True).stdout
     assert "--backbone" in out and "--demo" in out
 
 

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -16,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import start_python
 from tuner.cache import files as cache_io
 from tuner.cache import store as cache_module
 from tuner.cache.store import ArrayCache, CacheEntry, fingerprint
 from tuner.errors import CacheError
 
-REPO = Path(__file__).resolve().parents[2]
 SHAPE = (50, 4, 3)
 KEY = {"backbone": "tiny", "size": 32, "cut": 5, "files": [("a.png", 10, 123), ("b.png", 11, 456)]}
 
@@ -424,14 +423,8 @@ def _spawn(tmp_path: Path, tag: str, rows: int, delay: float, *others: str) -> s
     script = tmp_path / "worker.py"
     if not script.exists():
         script.write_text(_WORKER)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    command = [sys.executable, str(script), str(tmp_path / "cache"), tag, str(rows), str(delay)]
-    return subprocess.Popen(
-        [*command, *others], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    command = [str(script), str(tmp_path / "cache"), tag, str(rows), str(delay), *others]
+    return start_python(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow

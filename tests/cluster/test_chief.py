@@ -4,20 +4,16 @@ clusters of processes on 127.0.0.1 run a search with the tiny backbone."""
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.images import make_folder, search_flags
+from scripts import local_cluster
+from tests.helpers import python_env, search_flags
+from tests.images import make_folder
 from tuner.cluster import chief as cluster
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import local_cluster  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # The chief's service, with a raw client
@@ -185,19 +181,26 @@ def trial_states(project: Path) -> dict[str, dict]:
     }
 
 
-@pytest.mark.slow
-def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_exports(tmp_path):
-    data = make_folder(tmp_path / "images")
-    project = tmp_path / "project"
-    import os
-
-    locks = tmp_path / "locks.jsonl"
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """A whole search by a chief and two workers, each a real `python -m tuner.search` process,
+    run once for the module: its exit status, the processes' logs, its folders and lock log."""
+    root = tmp_path_factory.mktemp("cluster")
+    data = make_folder(root / "images")
+    project = root / "project"
+    locks = root / "locks.jsonl"
     run = local_cluster.Cluster(
-        cluster_args(data, project), workers=2, env={**os.environ, "TUNER_LOCK_LOG": str(locks)}
+        cluster_args(data, project), workers=2, env=python_env(TUNER_LOCK_LOG=str(locks))
     )
     run.start()
     code = run.wait(timeout=900)
     logs = {name: run.log(name) for name in ("chief", "w1", "w2")}
+    return code, logs, data, project, locks
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_exports(two_workers):
+    code, logs, _, project, locks = two_workers
     assert code == 0, logs
     # The images were decoded, and every cache entry built, by one process each.
     records = [json.loads(line) for line in locks.read_text().splitlines()]
@@ -227,6 +230,7 @@ def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
         # Full-model epochs (--no-cache) and many of them: w1 is killed in the middle of a trial.
         cluster_args(data, project, "--worker-timeout", "8", "--epochs-head", "40", "--no-cache"),
         workers=2,
+        env=python_env(),
     )
     run.start()
     deadline = time.monotonic() + 300
@@ -244,3 +248,23 @@ def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
     states = trial_states(project)
     assert len(states) == 4 and all(s["status"] == "COMPLETED" for s in states.values()), states
     assert (project / "export" / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_a_worker_with_other_settings_is_refused(two_workers, tmp_path, capsys):
+    # tuner.cluster.sharing's check, here beside the cluster whose folder it reads: a worker
+    # compares its settings with the run.json the chief wrote in the shared folder before it asks
+    # the chief for anything, so the cluster's own folder (copied) shows it.
+    import shutil
+
+    from tuner import search
+
+    _, _, data, finished, _ = two_workers
+    project = tmp_path / "project"
+    shutil.copytree(finished, project)
+    other = cluster_args(data, project, "--epochs-head", "3")
+    address = f"127.0.0.1:{local_cluster.free_port()}"
+    code = search.main([*other, "--worker", address, "--worker-id", "odd"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "settings differ from the chief's: --epochs-head 3" in err

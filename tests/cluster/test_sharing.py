@@ -3,21 +3,13 @@ of a distributed search makes in it before the search."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
-from tests.images import make_folder, search_flags
+from scripts import local_cluster
+from tests.helpers import search_flags
+from tests.images import make_folder
 from tuner.cluster import sharing
 from tuner.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import local_cluster  # noqa: E402
 
 
 def test_a_filesystem_without_locks_is_refused_at_start(tmp_path, monkeypatch):
@@ -57,28 +49,3 @@ def test_worker_presence_is_exclusive_and_seen_by_the_chief(tmp_path):
             with sharing.worker_presence(tmp_path, "w1"):
                 pass
     assert sharing.live_workers(tmp_path) == []
-
-
-@pytest.mark.slow
-def test_a_worker_with_other_settings_is_refused(tmp_path):
-    data = make_folder(tmp_path / "images")
-    project = tmp_path / "project"
-    run = local_cluster.Cluster(search_flags(data, project), workers=0)
-    run.start()
-    try:
-        deadline = time.monotonic() + 300
-        while not (project / "run.json").exists():
-            assert time.monotonic() < deadline and run.chief.poll() is None, run.log("chief")
-            time.sleep(0.2)
-        other = [*search_flags(data, project), "--epochs-head", "3"]
-        done = subprocess.run(
-            [sys.executable, "-m", "tuner.search", *other, "--worker", run.address]
-            + ["--worker-id", "odd"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 2, done.stderr
-        assert "settings differ from the chief's: --epochs-head 3" in done.stderr
-    finally:
-        run.stop()

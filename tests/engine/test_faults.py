@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import zipfile
@@ -26,11 +25,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import (
+    choice,
+    python_env,
+    run_python,
+    search_flags,
+    space_path,
+    start_python,
+    write_space,
+)
 from tests.images import make_folder, write_jpeg, write_png
 from tuner import search as cli
-
-REPO = Path(__file__).resolve().parents[2]
-
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -45,26 +50,8 @@ def cli_args(
     finetune: int = 1,
     quiet: bool = True,
 ) -> list[str]:
-    args = [
-        "--backbone",
-        "tiny",
-        "--data",
-        str(data),
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--max-trials",
-        str(trials),
-        "--epochs-head",
-        str(head),
-        "--epochs-finetune",
-        str(finetune),
-        "--batch-size",
-        "8",
-        "--project-dir",
-        str(project),
-    ]
+    settings = dict(max_trials=trials, epochs_head=head, epochs_finetune=finetune, patience=None)
+    args = search_flags(data, project, **settings)
     return args + (["--quiet"] if quiet else [])
 
 
@@ -99,50 +86,22 @@ def enospc(*args, **kwargs):
 # --------------------------------------------------------------------------------------------
 # 1. Kill and resume, with a real process and SIGKILL
 
-SUBPROCESS_ARGS = [
-    "--backbone",
-    "tiny",
-    "--weights",
-    "none",
-    "--image-size",
-    "32",
-    "--max-trials",
-    "3",
-    "--epochs-head",
-    "3",
-    "--epochs-finetune",
-    "2",
-    "--batch-size",
-    "8",
-]
-
 
 def child_env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return dict(
-        os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="2"
-    )
+    return python_env(PYTHONUNBUFFERED="1", COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def search_command(data: Path, project: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "tuner.search",
-        "--data",
-        str(data),
-        "--project-dir",
-        str(project),
-        *SUBPROCESS_ARGS,
-    ]
+    """`python -m tuner.search` arguments: three trials, long enough to be killed mid-way."""
+    settings = dict(max_trials=3, epochs_head=3, epochs_finetune=2, patience=None)
+    flags = search_flags(data, project, **settings)
+    return ["-m", "tuner.search", *flags]
 
 
 def start_and_kill_when(command: list[str], cwd: Path, log: Path, ready, timeout: float = 120):
     """Start `command`, SIGKILL it as soon as `ready(output_so_far)` holds; returns the output."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            command, cwd=cwd, env=child_env(), stdout=out, stderr=subprocess.STDOUT
-        )
+        proc = start_python(*command, cwd=cwd, env=child_env(), stdout=out, stderr=out)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -171,9 +130,7 @@ def started(trial_id: str, out: str) -> bool:
 
 
 def rerun(command: list[str], cwd: Path) -> str:
-    done = subprocess.run(
-        command, cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=300
-    )
+    done = run_python(*command, cwd=cwd, env=child_env(), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -259,31 +216,10 @@ def test_sigkill_during_a_cache_build_then_rerun_never_trusts_the_partial_file(t
 # 2. A failed trial is one failed trial
 
 
-def two_trial_space(tmp_path: Path, *, units: str = "[8, 16]", head_lr: str = "[0.01]") -> Path:
+def two_trial_space(tmp_path: Path, *, units=(8, 16), head_lr=(0.01,)) -> Path:
     """Two candidates exactly, so that two trials of the random oracle try both."""
-    path = tmp_path / "space.toml"
-    path.write_text(f"""
-[head.units]
-type = "choice"
-values = {units}
-
-[head.dropout]
-type = "fixed"
-value = 0.0
-
-[head.learning_rate]
-type = "choice"
-values = {head_lr}
-
-[finetune.unfreeze_blocks]
-type = "fixed"
-value = 1
-
-[finetune.learning_rate]
-type = "fixed"
-value = 0.001
-""")
-    return path
+    entries = {"head.units": choice(*units), "head.learning_rate": choice(*head_lr)}
+    return write_space(tmp_path / "space.toml", "fixed", entries)
 
 
 def inject_failure(kind: str, monkeypatch) -> None:
@@ -335,7 +271,7 @@ def test_a_failed_trial_is_one_failed_trial_and_the_search_goes_on(
 
     if kind == "diverged":
         # Adam steps of 1e30 overflow float32 at once: a real NaN loss, no monkeypatching.
-        space = two_trial_space(tmp_path, units="[8]", head_lr="[1e30, 0.01]")
+        space = two_trial_space(tmp_path, units=(8,), head_lr=(1e30, 0.01))
     else:
         space = two_trial_space(tmp_path)
         inject_failure(kind, monkeypatch)
@@ -415,13 +351,6 @@ def test_a_failed_trial_prints_its_reason_not_a_traceback(
 # --------------------------------------------------------------------------------------------
 # 3. Bad command lines: one line on stderr, exit 2, no traceback, and no file anywhere
 
-SPACES = {
-    "typo.toml": '[head.learning_rat]\ntype = "fixed"\nvalue = 0.1\n',
-    "field.toml": '[head.units]\ntyp = "fixed"\nvalue = 8\n',
-    "syntax.toml": '[head.units\ntype = "fixed"\n',
-    "range.toml": '[head.dropout]\ntype = "float"\nmin = 0.4\nmax = 0.1\n',
-}
-
 BAD_FLAGS = [
     (["--max-trials", "0"], "max-trials"),
     (["--max-trials", "-2"], "max-trials"),
@@ -432,11 +361,11 @@ BAD_FLAGS = [
     (["--backbone", " , "], "backbone"),
     (["--oracle", "gridsearch"], "oracle"),
     (["--objective", "val_f1"], "objective"),
-    (["--space", "{tmp}/typo.toml"], "head.learning_rat"),
-    (["--space", "{tmp}/field.toml"], "type"),
-    (["--space", "{tmp}/syntax.toml"], "TOML"),
-    (["--space", "{tmp}/range.toml"], "head.dropout"),
-    (["--space", "{tmp}/missing.toml"], "does not exist"),
+    (["--space", "{spaces}/typo.toml"], "head.learning_rat"),
+    (["--space", "{spaces}/field.toml"], "type"),
+    (["--space", "{spaces}/syntax.toml"], "TOML"),
+    (["--space", "{spaces}/range.toml"], "head.dropout"),
+    (["--space", "{spaces}/missing.toml"], "does not exist"),
     (["--val-split", "0"], "val-split"),
     (["--val-split", "1"], "val-split"),
     (["--val-split", "-0.2"], "val-split"),
@@ -455,14 +384,11 @@ BAD_FLAGS = [
 @pytest.mark.parametrize(
     ("extra", "word"),
     BAD_FLAGS,
-    ids=["=".join(extra).replace("{tmp}/", "").strip("-") for extra, _ in BAD_FLAGS],
+    ids=["=".join(extra).replace("{spaces}/", "").strip("-") for extra, _ in BAD_FLAGS],
 )
 def test_bad_command_line_creates_nothing(tmp_path, capsys, monkeypatch, extra, word, demo):
     data = make_folder(tmp_path / "data", per_class=2) if not demo else None
-    specs = tmp_path / "spaces"
-    specs.mkdir()
-    for name, text in SPACES.items():
-        (specs / name).write_text(text)
+    specs = space_path("invalid/typo").parent  # tests/fixtures/spaces/invalid
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -472,7 +398,7 @@ def test_bad_command_line_creates_nothing(tmp_path, capsys, monkeypatch, extra, 
     # No --project-dir: the default (runs/<backbone> under the working directory) is checked too.
     args = ["--backbone", "tiny", "--weights", "none", "--quiet"]
     args += ["--demo"] if demo else ["--data", str(data)]
-    args += [a.replace("{tmp}", str(specs)) for a in extra]
+    args += [a.replace("{spaces}", str(specs)) for a in extra]
     assert cli.main(args) == 2
     captured = capsys.readouterr()
     assert word.lower() in one_line_error(captured.err).lower()
@@ -592,7 +518,7 @@ def walk(node):
             yield from walk(value)
 
 
-def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, prepared):
+def test_export_and_cache_hold_data_only(finished, tmp_path, monkeypatch, prepared):
     import pickle
 
     import keras
@@ -603,7 +529,7 @@ def test_export_and_cache_hold_data_only(search_config, tmp_path, monkeypatch, p
     from tuner.engine.transfer import completed_trials
     from tuner.serve.bundle import export_trial
 
-    config = search_config(max_trials=1, epochs_head=1, epochs_finetune=1)
+    config = finished(max_trials=1)  # a copy of the session's one-trial search
     space = load_space(family="tiny")
     tuner = _search(prepared(config, space))
     path = export_trial(tuner, completed_trials(tuner)[0], tmp_path / "export")["keras"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO, run_python, space_path
 from tuner.engine.spaces import (
     FAMILIES,
     PARAM_NAMES,
@@ -71,10 +70,7 @@ def test_import_does_not_load_tensorflow():
         "import sys, tuner.engine.spaces\n"
         "print([m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])"
     )
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
-    )
+    out = run_python("-c", code, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -127,21 +123,8 @@ def test_family_overrides_only_its_keys():
     assert load_space("resnet") == default
 
 
-def test_user_file_overrides_family_and_replaces_whole_entry(tmp_path):
-    path = write(
-        tmp_path,
-        """
-        [head.units]
-        type = "int"
-        min = 32
-        max = 64
-        step = 32
-
-        [finetune.learning_rate]
-        type = "fixed"
-        value = 3e-5
-        """,
-    )
+def test_user_file_overrides_family_and_replaces_whole_entry():
+    path = space_path("overrides")
     space = load_space("xception", path)
     assert space.sources[-1] == str(path)
     # The default's `values` and `default` are gone: the user's table replaced the entry.
@@ -315,31 +298,8 @@ def test_sampled_values_stay_in_range_and_names_are_stable(kt):
     assert 0.3 < sum(rate < 1e-5 for rate in rates) / len(rates) < 0.7
 
 
-def test_user_space_samples_in_range(kt, tmp_path):
-    path = write(
-        tmp_path,
-        """
-        [head.units]
-        type = "int"
-        min = 16
-        max = 256
-        step = 2
-        sampling = "log"
-
-        [head.dropout]
-        type = "float"
-        min = 0.1
-        max = 0.4
-        step = 0.1
-        default = 0.3
-
-        [head.learning_rate]
-        type = "float"
-        min = 1e-4
-        max = 1e-2
-        sampling = "reverse_log"
-        """,
-    )
+def test_user_space_samples_in_range(kt):
+    path = space_path("sampled")
     space = load_space(path=path)
     trials = sample_trials(kt, space, 100)
     for _, values in trials:

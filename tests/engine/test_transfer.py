@@ -49,10 +49,11 @@ def test_zero_unfreeze_blocks_means_head_only(search_config, tmp_path, fixed_spa
 
 
 @pytest.mark.parametrize("oracle", ["random", "bayesian", "hyperband"])
-def test_every_oracle_completes_trials(search_config, oracle, searched):
+def test_every_oracle_completes_trials(finished, oracle, searched):
     # Hyperband shares out phase-2 epochs: with one it would run a single trial.
     finetune = 3 if oracle == "hyperband" else 1
-    config = search_config(oracle=oracle, max_trials=2, epochs_head=2, epochs_finetune=finetune)
+    # The session's search with these settings; `searched` reloads its trials.
+    config = finished(oracle=oracle, max_trials=2, epochs_head=2, epochs_finetune=finetune)
     bench, tuner = searched(config)
     done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     assert len(done) >= 2
@@ -98,8 +99,8 @@ def test_hyperband_shares_out_finetune_epochs_and_picks_survivors_on_them(
             assert initial == 0 and summary["phase1"]["epochs"] == 2
 
 
-def test_get_best_models_returns_the_trained_model(search_config, searched):
-    config = search_config(max_trials=2)
+def test_get_best_models_returns_the_trained_model(finished, searched):
+    config = finished(max_trials=2)
     bench, tuner = searched(config)
     (model,) = tuner.get_best_models(1)
     best = [t for t in tuner.oracle.get_best_trials(5) if t.status == "COMPLETED"][0]
@@ -190,8 +191,8 @@ def test_cached_and_full_paths_train_the_same_weights(
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_rerun_resumes_and_keeps_finished_trials(search_config, searched):
-    config = search_config(max_trials=2)
+def test_rerun_resumes_and_keeps_finished_trials(finished, searched):
+    config = finished(max_trials=2)  # a copy of a finished two-trial search
     _, tuner = searched(config)
     first = {t.trial_id: t.score for t in tuner.oracle.trials.values()}
     _, tuner = searched(config.replace(max_trials=3))
@@ -201,17 +202,18 @@ def test_rerun_resumes_and_keeps_finished_trials(search_config, searched):
         assert again[trial_id] == score
 
 
-def test_overwrite_starts_over(search_config, searched):
-    config = search_config(max_trials=2)
+def test_overwrite_starts_over(finished, searched):
+    config = finished(max_trials=2)
     searched(config)
     _, tuner = searched(config.replace(max_trials=1, overwrite=True))
     assert len(tuner.oracle.trials) == 1
 
 
-def test_same_seed_repeats_the_search(search_config, tmp_path, searched):
+def test_same_seed_repeats_the_search(finished, searched):
     results = []
-    for name in ("a", "b"):
-        config = search_config(max_trials=2, project_dir=tmp_path / name)
+    # The session's search (seed 1 by default), then the same settings searched again here.
+    first = finished(max_trials=2)
+    for config in (first, first.replace(project_dir=first.project_dir.parent / "again")):
         _, tuner = searched(config)
         trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
         results.append([(t.hyperparameters.values, t.score) for t in trials])
@@ -284,11 +286,11 @@ def test_the_bayesian_oracle_runs_past_its_random_initial_points(
 
 
 def test_the_first_trial_is_the_space_defaults_and_a_linear_head_starts_from_the_probe(
-    search_config, searched
+    finished, searched
 ):
     from tuner.engine.spaces import load_space as load
 
-    config = search_config(max_trials=2, epochs_finetune=1)
+    config = finished(max_trials=2, epochs_finetune=1)
     space = load(family="tiny")
     bench, tuner = searched(config)
     first = tuner.oracle.trials[min(tuner.oracle.trials)]

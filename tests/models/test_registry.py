@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import urllib.error
 
@@ -13,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import python_env, run_python
 from tuner.errors import ConfigError, WeightsError
 from tuner.models import registry as backbones
 from tuner.models.preprocessing import preprocessing_layers
@@ -286,15 +285,7 @@ def test_preprocessing_survives_safe_mode_load_in_a_process_without_tuner(tmp_pa
         print("OK")
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=str(tmp_path),
-        env=env,
-        timeout=300,
-    )
+    env = python_env(PYTHONPATH=None, TF_CPP_MIN_LOG_LEVEL="3")
+    result = run_python("-c", script, cwd=str(tmp_path), env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK" in result.stdout

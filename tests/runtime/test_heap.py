@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.helpers import python_env, run_python
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only"
@@ -19,7 +19,6 @@ def _arenas(mode: str) -> int:
     code = textwrap.dedent(
         """
         import ctypes, os, sys, tempfile, threading
-        sys.path.insert(0, os.getcwd())
         if sys.argv[1] != "plain":
             from tuner.runtime import heap
             assert heap.limit_arenas(2 if sys.argv[1] == "two" else None)
@@ -49,14 +48,7 @@ def _arenas(mode: str) -> int:
         os.remove(path)
         """
     )
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    result = subprocess.run(
-        [sys.executable, "-c", code, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-    )
+    result = run_python("-c", code, mode, check=True, env=python_env(MALLOC_ARENA_MAX=None))
     return int(result.stdout.strip())
 
 
@@ -90,7 +82,6 @@ def test_trim_hands_the_freed_pages_back_to_the_system() -> None:
     code = textwrap.dedent(
         """
         import ctypes, os, sys
-        sys.path.insert(0, os.getcwd())
         from tuner.runtime import heap
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
@@ -112,10 +103,7 @@ def test_trim_hands_the_freed_pages_back_to_the_system() -> None:
         print(freed - rss_mb())
         """
     )
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
-    )
+    result = run_python("-c", code, check=True, env=python_env(MALLOC_ARENA_MAX=None))
     assert float(result.stdout) > 50  # of the 95 MB freed
 
 

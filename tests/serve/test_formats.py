@@ -10,12 +10,12 @@ module's tests.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers import run_python
 
 # Tolerances on class probabilities, against the Keras model on the same uint8 pixels.
 FLOAT32_TOLERANCE = 1e-5  # the float32 formats: the same graph, other runtimes
@@ -115,7 +115,7 @@ def consumed(searched):
     (root / "exports.json").write_text(
         json.dumps({k: str(v) for k, v in searched["exports"].items()})
     )
-    subprocess.run([sys.executable, "-c", CONSUMER, str(root)], check=True, cwd=root)
+    run_python("-c", CONSUMER, str(root), check=True, cwd=root, capture_output=False)
     with np.load(root / "out.npz") as saved:
         return {k: saved[k] for k in saved.files}, pixels, data
 

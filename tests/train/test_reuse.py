@@ -11,27 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-VARIED_SPACE = """
-[head.units]
-type = "choice"
-values = [0, 16]
-
-[head.dropout]
-type = "choice"
-values = [0.0, 0.3]
-
-[head.learning_rate]
-type = "choice"
-values = [0.01, 0.02]
-
-[finetune.unfreeze_blocks]
-type = "fixed"
-value = 1
-
-[finetune.learning_rate]
-type = "choice"
-values = [0.001, 0.003]
-"""
+from tests.helpers import space_path
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.5])
@@ -89,8 +69,7 @@ def test_reused_models_train_what_fresh_ones_train(search_config, prepared, tmp_
     """Four trials that differ in dropout, learning rates and head width (linear included), with
     models reused and with new ones every trial: the same scores and the same trained weights,
     from fewer compiled models, each traced once per batch shape."""
-    space = tmp_path / "varied.toml"
-    space.write_text(VARIED_SPACE)
+    space = space_path("varied")
 
     def config(name):
         return search_config(

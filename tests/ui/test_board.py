@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from tests.helpers import REPO, run_python
 from tuner.errors import TunerError
 from tuner.leaderboard import main
 from tuner.project.trials import (
@@ -28,8 +26,6 @@ from tuner.project.trials import (
 from tuner.ui import board as leaderboard
 from tuner.ui.board import build_table, load, render
 from tuner.ui.boardtext import sparkline
-
-REPO = Path(__file__).resolve().parents[2]
 
 RUN = {
     "objective": "val_accuracy",
@@ -597,14 +593,8 @@ def test_main_usage_error_is_one_line_and_code_2(capsys: pytest.CaptureFixture[s
     assert err.endswith("(see python -m tuner.leaderboard --help)\n")
 
 
-def _run_python(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+def _run_python(*args: str):
+    return run_python(*args, cwd=REPO, timeout=60)
 
 
 @pytest.mark.slow
