@@ -55,24 +55,3 @@ def make_folder(
             else:
                 write_png(root / f"{label}.{i}.png", image)
     return root
-
-
-TINY_SEARCH = {
-    "backbone": "tiny",
-    "weights": "none",
-    "image_size": 32,
-    "max_trials": 4,
-    "epochs_head": 2,
-    "epochs_finetune": 1,
-    "batch_size": 8,
-    "patience": 0,
-}
-
-
-def search_flags(data: Path, project: Path, **changes: object) -> list[str]:
-    """`python -m tuner.search` flags for a fast search of the tiny backbone (`TINY_SEARCH`, with
-    `changes` in snake_case) on `data`, in `project`."""
-    flags = ["--data", str(data), "--project-dir", str(project)]
-    for name, value in {**TINY_SEARCH, **changes}.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.images import make_folder, search_flags
+from tests.helpers import search_flags
+from tests.images import make_folder
 from tuner._cli import DEBUG_HELP, QUIET_HELP
 from tuner.errors import ConfigError
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from tests.images import TINY_SEARCH, make_folder
+from tests.helpers import TINY_SEARCH
+from tests.images import make_folder
 
 
 def test_mirrored_strategy_on_one_cpu_device(tmp_path):
