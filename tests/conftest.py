@@ -91,8 +91,9 @@ def session_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _finished_projects(tmp_path_factory: pytest.TempPathFactory, session_images: Path):
     """The tiny searches run so far this session, by their settings: each ran once, in-process,
     on `session_images`, in a project folder no test writes to."""
+    from tuner.engine.runner import _search as run_search
     from tuner.engine.spaces import load_space
-    from tuner.engine.transfer import prepare, run_search
+    from tuner.engine.transfer import prepare
 
     done: dict[tuple, object] = {}
 
