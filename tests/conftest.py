@@ -133,16 +133,21 @@ def finished(_finished_projects, tmp_path: Path):
 # long ones start first and the short ones fill in around them, and both workers end together.
 LONGEST_FIRST = (
     "tests/models/test_cuts.py",  # builds every registered backbone
-    "tests/cluster/test_service.py",  # whole clusters of processes
+    "tests/cluster/test_chief.py",  # whole clusters of processes
     "tests/serve/test_formats.py",  # every export format and its real consumer
     "tests/engine/test_transfer.py",
     "tests/engine/test_faults.py",  # killed and rerun searches
+    "tests/test_notebook.py",  # a 20-trial search in a real Jupyter kernel
+    "tests/test_api.py",  # a search in-process, then the commands as processes
     "tests/train/test_reuse.py",
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Moves the `LONGEST_FIRST` modules to the front; every other test keeps its place."""
+    gone = [path for path in LONGEST_FIRST if not (REPO / path).is_file()]
+    if gone:
+        raise pytest.UsageError(f"tests/conftest.py: LONGEST_FIRST names no test module {gone}")
     rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
 
     def key(item: pytest.Item) -> int:

@@ -8,6 +8,7 @@ epochs each (two of phase 1, one of phase 2).
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,29 @@ def test_run_returns_the_leaderboard_the_command_line_prints(searched) -> None:
     assert "curve" in table
     # TensorFlow's start-up noise stays out of the command's output.
     assert done.stderr == ""
+
+
+@pytest.mark.slow
+def test_the_readme_s_other_commands_run_as_processes_on_the_search(searched) -> None:
+    # `python -m tuner.leaderboard`, `tuner.export` and `tuner.predict` as the README runs them,
+    # each a real process (its `__main__` entry, exit status and output), on the finished project
+    # and the model its search exported; tests/test_cli.py and tests/serve run the same commands
+    # in-process through every option.
+    _, root, _, _, _ = searched
+    project = root / "project"
+    board = run_python("-m", "tuner.leaderboard", str(project), "--json", timeout=120)
+    assert board.returncode == 0, board.stderr
+    assert [row["status"] for row in json.loads(board.stdout)["rows"]] == ["COMPLETED"] * 2
+    usage = run_python("-m", "tuner.export", "--help", timeout=120)
+    assert usage.returncode == 0 and "PROJECT_DIR" in usage.stdout, usage.stderr
+    model = project / "export" / "model.keras"
+    image = next(p for p in sorted((root / "images").rglob("*")) if p.suffix in (".png", ".jpg"))
+    predicted = run_python("-m", "tuner.predict", str(model), str(image), "--json", timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    [prediction] = json.loads(predicted.stdout)["predictions"]
+    assert prediction["file"] == str(image)
+    labels = (project / "export" / "labels.txt").read_text().split("\n")
+    assert prediction["class"] in labels
 
 
 def test_the_search_showed_itself_as_plain_lines_on_a_non_terminal(searched) -> None:
