@@ -13,6 +13,11 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the two cores (pyproject.toml's addopts): one intra-op thread each, read
+    # by TensorFlow when it starts (and inherited by the processes a test starts), keeps their
+    # thread pools from competing for the cores.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest
 
