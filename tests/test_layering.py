@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tuner"
 # Lowest first. A unit may import (at any depth, lazily too) units of lower layers, and modules of
 # its own subpackage; the root's foundation modules are units of their own.
 LAYERS: list[set[str]] = [
-    {"errors", "_lazy", "_version"},
+    {"errors", "_lazy", "_version", "metrics"},
     {"hp", "config"},
     {"runtime", "cache", "models", "project"},
     {"ui", "cluster"},

@@ -57,7 +57,7 @@ BAD = [
     (["--max-trials", "-3"], "max-trials"),
     (["--backbone", "resnet9000"], "resnet9000"),
     (["--oracle", "grid"], "oracle"),
-    (["--objective", "val_auc"], "objective"),
+    (["--objective", "val_precision"], "objective"),
     (["--val-split", "0"], "val-split"),
     (["--val-split", "1"], "val-split"),
     (["--image-size", "8"], "image-size"),

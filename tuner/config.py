@@ -19,16 +19,32 @@ ORACLES = ("random", "bayesian", "hyperband")
 # KeyError inside KerasTuner (docs/design.md §3), so it is rejected before the search starts.
 OBJECTIVES = {
     "val_accuracy": "max",
+    "val_balanced_accuracy": "max",  # the mean of per-class recall: for imbalanced classes
+    "val_macro_f1": "max",
+    "val_auc": "max",  # two classes only
     "val_loss": "min",
     "accuracy": "max",
     "loss": "min",
 }
+# `--objective auto` (the default) becomes val_balanced_accuracy when the training classes are
+# imbalanced (`tuner.metrics.IMBALANCE_RATIO`) and val_accuracy otherwise: `resolve_for_data`.
+AUTO = "auto"
+CLASS_WEIGHTS = ("auto", "balanced", "none")
+SELECTIONS = ("best", "one-se")  # `--select`: the best trial, or the cheapest one tied with it
+CALIBRATIONS = ("temperature", "none")
+AUGMENTATIONS = ("flip", "rotate", "zoom")
+# `--augment` alone: no flip, which would change a class defined by its orientation (digits,
+# text, arrows); `--augment flip,rotate,zoom` asks for it.
+DEFAULT_AUGMENTATIONS = ("rotate", "zoom")
 # Ties on the objective are common on a small validation set (several trials at val_accuracy
 # 1.0): they are broken by the other metric of the pair, at the same best epoch. The recorder that
 # picks a trial's best epoch (tuner.train.trial) and the leaderboard's ranking use the same rule, so
 # the leaderboard's first row is the model that is exported.
 TIEBREAK: dict[str, tuple[str, str]] = {
     "val_accuracy": ("val_loss", "min"),
+    "val_balanced_accuracy": ("val_loss", "min"),
+    "val_macro_f1": ("val_loss", "min"),
+    "val_auc": ("val_loss", "min"),
     "val_loss": ("val_accuracy", "max"),
     "accuracy": ("loss", "min"),
     "loss": ("accuracy", "max"),
@@ -78,7 +94,11 @@ class SearchConfig:
     patience: int = 2  # early stopping inside each phase; 0 turns it off
     finetune_contenders: int = 0  # phase 2 only for the N best head-only scores; 0: every trial
     batch_size: int = 32
-    objective: str = "val_accuracy"
+    objective: str = AUTO  # one of OBJECTIVES, or "auto" until `resolve_for_data`
+    class_weight: str = "auto"  # one of CLASS_WEIGHTS; "auto" until `resolve_for_data`
+    select: str = "best"  # one of SELECTIONS: which tied trial is exported
+    test_data: Path | None = None  # a held-out test folder, scored once on the export
+    calibrate: str = "temperature"  # one of CALIBRATIONS: the export's temperature scaling
     seed: int = 1
     overwrite: bool = False
     export_dir: Path | None = None  # default: project_dir / "export"
@@ -87,7 +107,8 @@ class SearchConfig:
     cache_memory: int = 256 * 2**20  # bytes; larger entries are read from disk a batch at a time
     cache_dtype: str = "float16"  # float16 halves the cache for a ~2e-4 relative change
     augment: bool = False
-    augment_views: int = 4  # cached augmented views per image when augment is on
+    augment_views: int = 4  # cached views per image when augment is on (view 0 is clean)
+    augmentations: tuple[str, ...] = DEFAULT_AUGMENTATIONS  # of AUGMENTATIONS, with augment on
     shuffle: bool = True
     max_consecutive_failures: int = 3
     time_budget: float | None = None  # seconds from the start: no trial starts after it
@@ -130,10 +151,24 @@ class SearchConfig:
                 "`--epochs-finetune` must be >= 1 with --oracle hyperband: its brackets share out "
                 f"fine-tuning epochs. Received: epochs_finetune={self.epochs_finetune}"
             )
-        if self.objective not in OBJECTIVES:
+        if self.objective != AUTO and self.objective not in OBJECTIVES:
             raise ConfigError(
-                f"Unknown objective. Expected one of {', '.join(OBJECTIVES)} (the metrics every "
-                f"trial logs). Received: objective={self.objective!r}"
+                f"Unknown objective. Expected auto or one of {', '.join(OBJECTIVES)} (the metrics "
+                f"every trial logs). Received: objective={self.objective!r}"
+            )
+        for name, allowed in (
+            ("class_weight", CLASS_WEIGHTS),
+            ("select", SELECTIONS),
+            ("calibrate", CALIBRATIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                _refuse(name, f"must be one of {', '.join(allowed)}", getattr(self, name))
+        unknown = [a for a in self.augmentations if a not in AUGMENTATIONS]
+        if unknown or not self.augmentations:
+            _refuse(
+                "augment",
+                f"takes a comma-separated list of {', '.join(AUGMENTATIONS)}",
+                ",".join(self.augmentations),
             )
 
     def _check_cluster(self) -> None:
@@ -157,8 +192,9 @@ class SearchConfig:
 
     @property
     def direction(self) -> str:
-        """ "max" or "min", the direction of `objective`."""
-        return OBJECTIVES[self.objective]
+        """ "max" or "min", the direction of `objective` (every objective "auto" can become is
+        maximized)."""
+        return OBJECTIVES.get(self.objective, "max")
 
     @property
     def trials_dir(self) -> Path:
@@ -189,7 +225,7 @@ class SearchConfig:
 # The search's configuration as it ran, in the project folder: what `python -m tuner.export`
 # rebuilds the search's data and models from.
 CONFIG_FILE = "config.json"
-_PATHS = ("data", "project_dir", "val_data", "space", "export_dir", "cache_dir")
+_PATHS = ("data", "project_dir", "val_data", "space", "export_dir", "cache_dir", "test_data")
 
 
 def config_to_json(config: SearchConfig) -> str:
@@ -201,6 +237,7 @@ def config_to_json(config: SearchConfig) -> str:
     if data["weights"] not in ("imagenet", "none"):
         data["weights"] = str(Path(data["weights"]).absolute())
     data["backbones"] = list(config.backbones)
+    data["augmentations"] = list(config.augmentations)
     return json.dumps(data, indent=2)
 
 
@@ -218,6 +255,14 @@ def config_from_json(text: str) -> SearchConfig:
             if settings.get(name) is not None:
                 settings[name] = Path(settings[name])
         settings["backbones"] = tuple(settings["backbones"])
+        if "augmentations" in settings:
+            settings["augmentations"] = tuple(settings["augmentations"])
+        elif settings.get("augment"):
+            # Written before augmentations were a choice: every view was flipped, rotated, zoomed.
+            settings["augmentations"] = AUGMENTATIONS
+        # Written before "auto" existed: the objective it ran with, and no class weights.
+        settings.setdefault("objective", "val_accuracy")
+        settings.setdefault("class_weight", "none")
         return SearchConfig(**settings)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise ConfigError(f"Not a search configuration ({CONFIG_FILE}): {error}") from error
@@ -240,3 +285,60 @@ def parse_size(text: str) -> int:
         raise ConfigError(
             f"Expected a size such as 512M or 2G. Received: cache_memory={text!r}"
         ) from None
+
+
+def parse_augmentations(text: str) -> tuple[str, ...]:
+    """`flip,rotate,zoom` (any subset, any order) as a tuple in AUGMENTATIONS order."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if not names or unknown:
+        raise ConfigError(
+            f"--augment takes a comma-separated list of {', '.join(AUGMENTATIONS)} (alone: "
+            f"{','.join(DEFAULT_AUGMENTATIONS)}, no flip). Received: {text!r}"
+        )
+    return tuple(a for a in AUGMENTATIONS if a in names)
+
+
+def resolve_for_data(
+    config: SearchConfig, counts: list[int], class_names: list[str]
+) -> tuple[SearchConfig, list[str]]:
+    """`config` with `--class-weight auto` and `--objective auto` decided by the training set's
+    class counts, and one line for each saying what applies and why.
+
+    Imbalanced means the largest class has at least `tuner.metrics.IMBALANCE_RATIO` times the
+    images of the smallest: then auto weighs the classes (balanced) and ranks trials by
+    val_balanced_accuracy; otherwise no weights and val_accuracy.
+
+    Raises:
+        ConfigError: `val_auc` with more than two classes.
+    """
+    from tuner.metrics import IMBALANCE_RATIO, imbalance
+
+    ratio = imbalance(counts)
+    imbalanced = ratio >= IMBALANCE_RATIO
+    largest, smallest = int(max(counts)), int(min(counts))
+    big = class_names[counts.index(largest)]
+    small = class_names[counts.index(smallest)]
+    why = (
+        f"the largest training class ({big}, {largest} images) is {ratio:.1f}x the smallest "
+        f"({small}, {smallest})"
+        if imbalanced
+        else f"the classes are balanced within {IMBALANCE_RATIO:g}x ({ratio:.1f}x)"
+    )
+    changes: dict[str, Any] = {}
+    notes = []
+    if config.class_weight == "auto":
+        changes["class_weight"] = "balanced" if imbalanced else "none"
+        notes.append(f"class weights: {changes['class_weight']} (--class-weight auto: {why})")
+    else:
+        notes.append(f"class weights: {config.class_weight} (--class-weight)")
+    if config.objective == AUTO:
+        changes["objective"] = "val_balanced_accuracy" if imbalanced else "val_accuracy"
+        notes.append(f"objective: {changes['objective']} (--objective auto: {why})")
+    objective = changes.get("objective", config.objective)
+    if objective == "val_auc" and len(class_names) != 2:
+        raise ConfigError(
+            f"--objective val_auc ranks two classes; these data have {len(class_names)}. Use "
+            "val_balanced_accuracy or val_macro_f1."
+        )
+    return (config.replace(**changes) if changes else config), notes

@@ -205,7 +205,7 @@ def _export(
         )
     # KerasTuner prints "Reloading Tuner from ..." unconditionally.
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
-        tuner = engine.TransferTuner(make_oracle(config), bench)
+        tuner = engine.TransferTuner(make_oracle(bench.config), bench)
     trials = engine.completed_trials(tuner)
     if not trials:
         raise ConfigError(f"No completed trial in {config.project_dir}: nothing to export.")

@@ -18,7 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from tuner._cli import Command
-from tuner.config import OBJECTIVES, ORACLES, SearchConfig, default_project_dir, parse_size
+from tuner.config import (
+    AUGMENTATIONS,
+    CALIBRATIONS,
+    CLASS_WEIGHTS,
+    DEFAULT_AUGMENTATIONS,
+    OBJECTIVES,
+    ORACLES,
+    SELECTIONS,
+    SearchConfig,
+    default_project_dir,
+    parse_augmentations,
+    parse_size,
+)
 from tuner.data.demo import DEMO_FALLBACK_SETTINGS, DEMO_WEIGHTS, demo_settings
 from tuner.engine.runner import SearchResult, execute
 from tuner.engine.spaces import space_for
@@ -108,6 +120,12 @@ def _add_data_flags(group: Any) -> None:
         help="fraction of each class held out for validation (default: 0.2)",
     )
     group.add_argument(
+        "--test-data",
+        type=Path,
+        help="held-out test images, same layouts and classes: never trained, selected or "
+        "calibrated on; the exported model is scored on them once, at the end, file by file",
+    )
+    group.add_argument(
         "--demo",
         action="store_true",
         help="run an offline demo on a small generated dataset (no downloads)",
@@ -166,7 +184,32 @@ def _add_search_flags(group: Any) -> None:
         "trial finishes (default: no limit)",
     )
     group.add_argument(
-        "--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}"
+        "--objective",
+        default="auto",
+        help=f"auto or one of {', '.join(OBJECTIVES)}; auto: val_balanced_accuracy when the "
+        "largest training class has 3x the images of the smallest, else val_accuracy (default)",
+    )
+    group.add_argument(
+        "--class-weight",
+        default="auto",
+        choices=CLASS_WEIGHTS,
+        help="weigh each class's loss by the inverse of its share of the training images "
+        "(balanced) in every fit; auto: balanced when the largest class has 3x the images of "
+        "the smallest, else none (default: auto)",
+    )
+    group.add_argument(
+        "--select",
+        default="best",
+        choices=SELECTIONS,
+        help="the trial exported: the best score, or one-se: the cheapest trial whose score's "
+        "95%% interval holds the best (default: best)",
+    )
+    group.add_argument(
+        "--calibrate",
+        default="temperature",
+        choices=CALIBRATIONS,
+        help="fit a temperature on the best trial's validation predictions and fold it into the "
+        "export, so its probabilities match its accuracy (default: temperature)",
     )
     group.add_argument("--seed", type=int, default=1)
 
@@ -197,14 +240,18 @@ def _add_cache_flags(group: Any) -> None:
     )
     group.add_argument(
         "--augment",
-        action="store_true",
-        help="random flip, rotation and zoom; the cache then holds several views",
+        nargs="?",
+        const=",".join(DEFAULT_AUGMENTATIONS),
+        metavar="OPS",
+        help="augment the training images with a comma-separated list of "
+        f"{', '.join(AUGMENTATIONS)} (alone: {','.join(DEFAULT_AUGMENTATIONS)}: no flip, which "
+        "would change a class defined by its orientation); the cache then holds several views",
     )
     group.add_argument(
         "--augment-views",
         type=int,
         default=4,
-        help="augmented views cached per image with --augment (default: 4)",
+        help="views cached per training image with --augment, the first one clean (default: 4)",
     )
 
 
@@ -240,6 +287,7 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
     """Validate the flags into a `SearchConfig`. Creates no files; loads Keras (the registry)."""
     settings = _settings_from_args(args)
     backbones = settings["backbones"]
+    augment = _augment_from_args(args.augment)
     role, address = _role_from_args(args)
     project_dir = args.project_dir or (
         Path("runs") / "demo" if args.demo else default_project_dir(backbones)
@@ -252,13 +300,18 @@ def _config_from_args(args: argparse.Namespace) -> SearchConfig:
         space=args.space,
         oracle=args.oracle.lower(),
         objective=args.objective,
+        class_weight=args.class_weight,
+        select=args.select,
+        calibrate=args.calibrate,
+        test_data=args.test_data,
         seed=args.seed,
         overwrite=args.overwrite,
         export_dir=args.export,
         cache=not args.no_cache,
         cache_dir=args.cache_dir,
         cache_memory=parse_size(args.cache_memory),
-        augment=args.augment,
+        augment=augment is not None,
+        augmentations=augment or DEFAULT_AUGMENTATIONS,
         augment_views=args.augment_views,
         time_budget=args.time_budget,
         demo=args.demo,
@@ -336,6 +389,16 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _augment_from_args(value: Any) -> tuple[str, ...] | None:
+    """`--augment`'s operations; None when it is off. `run(augment=True)` means the default
+    operations, `run(augment="flip,zoom")` those."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_AUGMENTATIONS
+    return parse_augmentations(str(value))
+
+
 def _role_from_args(args: argparse.Namespace) -> tuple[str, str | None]:
     """This process's part in the search (single, chief or worker) and the chief's address."""
     if args.chief and args.worker:
@@ -371,9 +434,10 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
         data: the training images (the `--data` folder); not needed with `demo=True`.
         **options: the other flags: `val_data`, `val_split`, `demo`, `backbone`, `image_size`,
             `weights`, `space`, `oracle`, `max_trials`, `epochs_head`, `epochs_finetune`,
-            `patience`, `finetune_contenders`, `batch_size`, `time_budget`, `objective`, `seed`,
-            `project_dir`, `overwrite`, `export`, `no_cache`, `cache_dir`, `cache_memory`,
-            `augment`, `augment_views`, `quiet`, `debug`; and `console`, a rich `Console` to
+            `patience`, `finetune_contenders`, `batch_size`, `time_budget`, `objective`,
+            `class_weight`, `select`, `calibrate`, `test_data`, `seed`, `project_dir`,
+            `overwrite`, `export`, `no_cache`, `cache_dir`, `cache_memory`, `augment` (True, or
+            "flip,rotate,zoom"), `augment_views`, `quiet`, `debug`; and `console`, a rich `Console` to
             show the search on (default: standard output, or the notebook).
 
     Returns:
@@ -406,7 +470,7 @@ def run(data: str | os.PathLike[str] | None = None, **options: Any) -> SearchRes
     return _search(args, console)[1]
 
 
-_PATH_OPTIONS = {"val_data", "space", "project_dir", "export", "cache_dir"}
+_PATH_OPTIONS = {"val_data", "space", "project_dir", "export", "cache_dir", "test_data"}
 
 
 if __name__ == "__main__":

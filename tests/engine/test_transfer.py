@@ -273,7 +273,7 @@ def test_the_bayesian_oracle_runs_past_its_random_initial_points(
     from tuner.engine.oracles import make_oracle
     from tuner.engine.transfer import TransferTuner
 
-    oracle = make_oracle(config)
+    oracle = make_oracle(bench.config)
     fits = []
     original = oracle.gpr.fit
     oracle.gpr.fit = lambda x, y: fits.append(len(x)) or original(x, y)

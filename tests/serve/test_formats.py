@@ -183,7 +183,7 @@ def test_float32_formats_agree_with_each_other_and_with_the_search(searched, con
 
     config = load_project_config(searched["project"], verbose=0)
     bench = engine.prepare(config, space_for(config), SearchDisplay(verbose=0))
-    tuner = engine.TransferTuner(make_oracle(config), bench)
+    tuner = engine.TransferTuner(make_oracle(bench.config), bench)
     best = engine.completed_trials(tuner)[0]
     trained = tuner.load_model(best).predict(pixels.astype("float32"), verbose=0)
     np.testing.assert_allclose(reference, trained, atol=FLOAT32_TOLERANCE)

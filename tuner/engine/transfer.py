@@ -24,7 +24,7 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from tuner.config import SearchConfig
+from tuner.config import SearchConfig, resolve_for_data
 from tuner.data.pixels import prepare_data
 from tuner.engine.effort import contender
 from tuner.engine.spaces import Space, validate_unfreeze
@@ -59,10 +59,16 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     """
     heap.limit_arenas()  # resident memory stays flat over many trials (tuner.runtime.heap)
     display = display or SearchDisplay(verbose=config.verbose)
-    display.set_objective(config.objective, config.direction)
     overhead = Overhead()
     sizes = image_sizes(config)  # resolved once; everything below reads these
     data = prepare_data(config, sizes[config.backbones[0]], display)
+    # `--class-weight auto` and `--objective auto` are decided by the training classes' counts.
+    config, notes = resolve_for_data(
+        config, list(data.train.counts().values()), list(data.class_names)
+    )
+    for note in notes:
+        display.message(note)
+    display.set_objective(config.objective, config.direction)
     features = Features(
         SearchContext(config, data, display, overhead),
         image_sizes=sizes,

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from tuner.config import SearchConfig
 from tuner.data.pixels import SearchData
 from tuner.ui.display import SearchDisplay
@@ -48,3 +50,21 @@ class SearchContext:
     data: SearchData  # the images, decoded
     display: SearchDisplay  # where progress and messages go
     overhead: Overhead  # seconds outside training, for benchmarks
+
+    def class_weights(self) -> np.ndarray | None:
+        """Each class's loss weight under `--class-weight balanced` (`tuner.metrics.class_weights`
+        of the training counts), float32; None when the classes are not weighed. Every fit
+        applies them: the closed-form linear head, both phases, the refit."""
+        if self.config.class_weight != "balanced":
+            return None
+        from tuner.metrics import class_weights
+
+        counts = list(self.data.train.counts().values())
+        return class_weights(counts).astype("float32")
+
+    def sample_weights(self, labels: np.ndarray) -> np.ndarray | None:
+        """One weight per row of `labels` (class indices), or None when classes are not weighed."""
+        weights = self.class_weights()
+        if weights is None:
+            return None
+        return weights[np.asarray(labels, dtype=int).reshape(-1)]

@@ -34,6 +34,9 @@ TRIAL_FILE = "trial.json"  # written by KerasTuner
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 SKIPPED_FILE = "skipped.txt"
+# The held-out test set's scores of the exported model (`--test-data`), in PROJECT_DIR: what the
+# leaderboard's footer shows. The same block is metadata.json's `test`.
+TEST_FILE = "test.json"
 REASON_LIMIT = 100  # characters of a failure reason in the leaderboard
 
 
@@ -130,6 +133,11 @@ class TrialSummary:
     reason: str | None = None  # one line; set when the trial failed
     best: dict[str, float] | None = None  # the logs of the epoch the checkpoint holds
     best_epoch: int | None = None  # that epoch, counted from 1 across both phases
+    # Validation at that epoch, per class: {"recall": [per class, None for an absent class],
+    # "confusion": [[true x predicted counts]], "images": N}.
+    per_class: dict[str, Any] | None = None
+    # The 95 % interval of the objective at that epoch (`tuner.metrics.score_interval`).
+    interval: list[float] | None = None
 
     def to_json(self) -> str:
         """The summary as summary.json holds it."""
@@ -150,6 +158,10 @@ class TrialSummary:
             data["best"] = self.best
         if self.best_epoch is not None:
             data["best_epoch"] = self.best_epoch
+        if self.per_class is not None:
+            data["per_class"] = self.per_class
+        if self.interval is not None:
+            data["interval"] = self.interval
         return json.dumps(data, indent=2)
 
     def write(self, directory: Path) -> None:
@@ -175,6 +187,8 @@ class TrialSummary:
             else None,
             best=dict(best) if isinstance(best, dict) else None,
             best_epoch=integer(data.get("best_epoch")),
+            per_class=dict(data["per_class"]) if isinstance(data.get("per_class"), dict) else None,
+            interval=_pair(data.get("interval")),
         )
 
     @classmethod
@@ -192,6 +206,15 @@ class TrialSummary:
         if not isinstance(data, dict):
             return None, None
         return cls.from_dict(data, Path(directory).name.removeprefix("trial_")), None
+
+
+def _pair(value: Any) -> list[float] | None:
+    """A [low, high] pair of numbers, or None."""
+    if isinstance(value, list) and len(value) == 2:
+        low, high = number(value[0]), number(value[1])
+        if low is not None and high is not None:
+            return [low, high]
+    return None
 
 
 def number(value: Any) -> float | None:
@@ -270,7 +293,10 @@ RESUME_SETTINGS: dict[str, str] = {
     "patience": "--patience",
     "batch_size": "--batch-size",
     "augment": "--augment",
+    "augmentations": "--augment",
     "augment_views": "--augment-views",
+    "class_weight": "--class-weight",
+    "select": "--select",
     "space": "--space",
 }
 
@@ -304,6 +330,10 @@ def run_settings(
         "image_sizes": sizes,
         "augment": config.augment,
         "augment_views": config.augment_views if config.augment else 0,
+        "augmentations": list(config.augmentations) if config.augment else [],
+        "class_weight": config.class_weight,
+        "select": config.select,
+        "calibrate": config.calibrate,
         "finetune_contenders": config.finetune_contenders,
         "oracle": config.oracle,
         "class_names": list(class_names),

@@ -55,6 +55,7 @@ def make_dataset(
     shuffle_seed: int | None,
     views: int = 1,
     view_seed: int = 0,
+    sample_weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of `x` and `y`, gathered by index so `x` may be a memory map or on disk.
 
@@ -64,6 +65,10 @@ def make_dataset(
     With `views > 1`, `x` holds `views` blocks of `len(y)` rows (view-major) and every sample draws
     one view each time it is served. The same seeds give the same batches on the cached and the
     full-model path, which is what makes the two comparable (and testable) step by step.
+
+    With `sample_weights` (one per label), batches are (x, y, weight): Keras weighs each row's
+    loss by it. Class weights travel this way rather than through `fit(class_weight=...)`, which
+    some dataset paths drop silently.
     """
     n = len(y)
     if len(x) != n * views:
@@ -75,25 +80,35 @@ def make_dataset(
     dtype = np.dtype(x.dtype)
     y_shape = tuple(y.shape[1:])
 
-    def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    weights = None if sample_weights is None else np.asarray(sample_weights, "float32")
+    if weights is not None and len(weights) != n:
+        raise ValueError(f"Expected {n} sample weights for {n} labels; received {len(weights)}.")
+
+    def gather(index: np.ndarray) -> tuple[np.ndarray, ...]:
         rows = index if views == 1 else rng.integers(0, views, len(index)) * n + index
         # Memory maps read fastest in file order; restore the batch order afterwards.
         order = np.argsort(rows, kind="stable")
         batch = np.empty((len(rows),) + sample_shape, dtype=dtype)
         batch[order] = x[rows[order]]
-        return batch, y[index]
+        if weights is None:
+            return batch, y[index]
+        return batch, y[index], weights[index]
 
     indices = tf.data.Dataset.range(n)
     if shuffle_seed is not None:
         indices = indices.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
 
-    def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        xb, yb = tf.numpy_function(
-            gather, [index], [tf.as_dtype(dtype), tf.as_dtype(y.dtype)], stateful=True
-        )
-        xb.set_shape((None,) + sample_shape)
-        yb.set_shape((None,) + y_shape)
-        return xb, yb
+    def load(index: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        types = [tf.as_dtype(dtype), tf.as_dtype(y.dtype)]
+        if weights is not None:
+            types.append(tf.float32)
+        out = tf.numpy_function(gather, [index], types, stateful=True)
+        out[0].set_shape((None,) + sample_shape)
+        out[1].set_shape((None,) + y_shape)
+        if weights is None:
+            return out[0], out[1]
+        out[2].set_shape((None,))
+        return out[0], out[1], out[2]
 
     return indices.batch(batch_size).map(load).prefetch(2)
 
