@@ -64,3 +64,35 @@ def test_a_failure_reason_is_one_line_without_the_exception_s_module_path():
     assert project.failure_reason(None, traceback) == "TrialError: diverged"
     assert project.failure_reason("out of memory\n  here", traceback) == "out of memory here"
     assert project.failure_reason(None, None) is None
+
+
+def test_a_resume_with_other_class_weights_selection_or_augmentation_is_named(tmp_path: Path):
+    config = SearchConfig(
+        data=tmp_path,
+        backbones=("tiny",),
+        project_dir=tmp_path,
+        class_weight="balanced",
+        objective="val_balanced_accuracy",
+        augment=True,
+    )
+    settings = project.run_settings(
+        config,
+        space=load_space(family="tiny"),
+        class_names=("a", "b"),
+        image_sizes={"tiny": 32},
+        weights={"tiny": "none"},
+    )
+    assert settings["augmentations"] == ["rotate", "zoom"]
+    changed = {
+        **settings,
+        "class_weight": "none",
+        "objective": "val_accuracy",
+        "select": "one-se",
+        "augmentations": ["flip", "rotate", "zoom"],
+    }
+    assert project.changed_settings(settings, changed) == [
+        "--objective val_accuracy (this project: val_balanced_accuracy)",
+        "--augment flip,rotate,zoom (this project: rotate,zoom)",
+        "--class-weight none (this project: balanced)",
+        "--select one-se (this project: best)",
+    ]
