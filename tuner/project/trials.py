@@ -2,10 +2,24 @@
 
 This module owns reading a finished or running search from disk. It reads the JSON files directly
 (`run.json`, `trials/trial_<id>/trial.json` as KerasTuner 1.4.8 writes it, and our engine's
-`trials/trial_<id>/summary.json` through `tuner.project.layout.TrialSummary`) and never imports
-TensorFlow, Keras or KerasTuner: importing `keras_tuner` loads TensorFlow, which would make every
-look at a running search cost seconds. `read_ranking` gives a `Ranking`, plain data;
-`tuner.ui.board` shows it (its `Board` is a `Ranking` that renders itself).
+`trials/trial_<id>/summary.json` through `tuner.project.layout.TrialSummary`, and the exported
+model's `test.json`) and never imports TensorFlow, Keras or KerasTuner: importing `keras_tuner` loads
+TensorFlow, which would make every look at a running search cost seconds. `read_ranking` gives a
+`Ranking`, plain data; `tuner.ui.board` shows it (its `Board` is a `Ranking` that renders itself).
+
+Which trial is picked is decided here too, so the leaderboard and the export agree
+(`tuner.engine.transfer.completed_trials` reads this ranking):
+
+1. A trial's score is its objective at its best epoch (summary.json `best`), else KerasTuner's
+   score (older projects; KerasTuner's score may be a composite of the objective and its
+   tiebreak, which is for the oracle, not for people).
+2. Trials rank by score, ties by `TIEBREAK` at the best epoch, then by trial id.
+3. A trial is tied with the best when its 95 % interval (summary.json `interval`; for an older
+   project ranked by val_accuracy whose validation size is known, Wilson's) holds the best score.
+4. The one-standard-error pick is the cheapest tied trial (`cost`): fewest backbone blocks
+   fine-tuned in the checkpoint, then the smaller head (linear before dense, fewer units), then
+   fewer epochs trained, then less time, then rank. `--select one-se` exports it; `--select best`
+   (the default) exports the best.
 """
 
 from __future__ import annotations
@@ -18,17 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.config import TIEBREAK
+from tuner import hp
+from tuner.config import SELECTIONS, TIEBREAK
 from tuner.errors import TunerError
 from tuner.hp import schedule, searched
 from tuner.project.csvtext import read_csv as read_csv  # re-exported: the reader of to_csv
 from tuner.project.csvtext import write_csv
 from tuner.project.layout import (
     RUN_FILE,
+    TEST_FILE,
     TRIAL_FILE,
     TRIALS_DIR,
     TrialSummary,
     failure_reason,
+    integer,
     number,
     one_line,
 )
@@ -36,6 +53,7 @@ from tuner.project.layout import (
 __all__ = [
     "Ranking",
     "Row",
+    "cost",
     "read_ranking",
     "merge",
     "read_csv",
@@ -58,7 +76,9 @@ class Row:
     rank: int | None  # 1.. for completed trials in objective order; None for every other trial
     trial_id: str  # KerasTuner's id, e.g. "03"; the folder is trials/trial_<id>
     status: str  # KerasTuner's status ("COMPLETED", "RUNNING", "FAILED", ...) or "UNREADABLE"
-    score: float | None  # the objective's best value, as KerasTuner recorded it
+    # The objective at the trial's best epoch (summary.json `best`); KerasTuner's score when the
+    # summary lacks it (an older project).
+    score: float | None
     val_accuracy_head: float | None  # after phase 1 (new head on the frozen backbone)
     val_accuracy_finetune: float | None  # after phase 2; None when the trial had no phase 2
     hyperparameters: dict[str, Any]  # the searched values, without KerasTuner's `tuner/...` ones
@@ -84,18 +104,46 @@ class Row:
     # The objective after every epoch of each phase: the learning curve.
     curve_head: tuple[float | None, ...] = ()
     curve_finetune: tuple[float | None, ...] = ()
+    # The logs of the best epoch (summary.json `best`): the checkpoint's validation metrics
+    # (val_loss, val_accuracy, val_balanced_accuracy, val_macro_f1, val_auc) and training ones.
+    metrics_best: dict[str, float] = field(default_factory=dict)
+    # Validation recall at the best epoch, by class name (None: the class had no image).
+    recall: dict[str, float | None] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None  # validation, true class x predicted, best epoch
+    validation_images: int | None = None  # images the best epoch was scored on, when known
+    interval: tuple[float, float] | None = None  # the score's 95 % interval; None: unknown
+    # Ranking facts (`_mark`): its interval holds the best score (True for the best itself;
+    # None: no interval, or not ranked); the cheapest tied trial; the trial the export takes.
+    tied: bool | None = None
+    one_se: bool = False
+    exported: bool = False
 
     @property
     def curve(self) -> tuple[float | None, ...]:
         """The objective after every epoch, both phases on one axis."""
         return self.curve_head + self.curve_finetune
 
+    @property
+    def best_phase(self) -> int | None:
+        """The phase whose epoch the checkpoint holds: 1 (head only) or 2 (fine-tuned); None
+        when unknown (no summary.json)."""
+        if self.best_epoch is not None and self.epochs_head is not None:
+            # Phase 2's epochs are numbered on from `--epochs-head`, past every phase-1 epoch run;
+            # a Hyperband continuation runs no phase 1 (epochs_head 0).
+            return 1 if self.best_epoch <= self.epochs_head else 2
+        if self.epochs_finetune is None:
+            return None
+        return 2 if self.epochs_finetune else 1
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
-        """A row from `dataclasses.asdict` (the rows of `to_json`)."""
+        """A row from `dataclasses.asdict` (the rows of `to_json`); fields an older output lacks
+        take their defaults."""
         data = dict(data)
         for name in ("curve_head", "curve_finetune"):
             data[name] = tuple(data.get(name) or ())
+        if data.get("interval") is not None:
+            data["interval"] = tuple(data["interval"])
         return cls(**data)
 
 
@@ -110,17 +158,56 @@ class Ranking:
     run: dict[str, Any]  # the contents of run.json; empty when the file is missing
     # Merged leaderboards (`merge`): each project's name and its run.json. One project: its own.
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each project's test.json (the exported model scored once on `--test-data`), by project
+    # name; a project without one is absent.
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def projects(self) -> tuple[str, ...]:
         """The projects the rows come from, in the order they were given."""
         return tuple(self.runs)
 
+    @property
+    def test(self) -> dict[str, Any] | None:
+        """The project's test.json; None without one, and for merged projects (see `tests`)."""
+        if len(self.runs) > 1 or not self.tests:
+            return None
+        return next(iter(self.tests.values()))
+
+    @property
+    def best(self) -> Row | None:
+        """The best-ranked trial; None when no trial completed with a score."""
+        return next((row for row in self.rows if row.rank == 1), None)
+
+    @property
+    def tied(self) -> tuple[Row, ...]:
+        """The trials tied with the best (the best among them), best first."""
+        return tuple(row for row in self.rows if row.rank is not None and row.tied)
+
+    @property
+    def one_se(self) -> Row | None:
+        """The one-standard-error pick: the cheapest trial tied with the best (`cost`)."""
+        return next((row for row in self.rows if row.one_se), None)
+
+    @property
+    def exported(self) -> Row | None:
+        """The trial the export takes, as run.json's `select` says; None for merged projects."""
+        return next((row for row in self.rows if row.exported), None)
+
+    def pick(self, select: str) -> Row | None:
+        """The trial `--select` picks: "best" the best, "one-se" the cheapest tied with it."""
+        if select not in SELECTIONS:
+            raise TunerError(
+                f"unknown --select {select!r}; expected one of {', '.join(SELECTIONS)}"
+            )
+        return self.one_se if select == "one-se" else self.best
+
     def records(self) -> list[dict[str, Any]]:
         """One flat dict per row, best first, every row with the same keys (`record_columns`):
         what `to_csv` writes and `read_csv` reads back."""
         columns = record_columns(self)
-        return [{name: _record_value(row, name) for name in columns} for row in self.rows]
+        records = [_record(row) for row in self.rows]
+        return [{name: record.get(name) for name in columns} for record in records]
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,19 +265,25 @@ def read_ranking(project_dir: str | os.PathLike[str]) -> Ranking:
         )
 
     name = project_name(root)
+    facts = _ProjectFacts(
+        objective, _class_names(run.get("class_names")), _validation_size(root, run)
+    )
     rows = [
         dataclasses.replace(
-            _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective),
+            _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, facts),
             project=name,
         )
         for trial_id, state, error in states
     ]
+    select = run.get("select") if run.get("select") in SELECTIONS else "best"
+    test = _read_test(root / TEST_FILE)
     return Ranking(
         objective=objective,
         direction=direction,
-        rows=_rank(rows, direction, objective),
+        rows=_mark(_rank(rows, direction, objective), select),
         run=run,
         runs={name: run},
+        tests={name: test} if test is not None else {},
     )
 
 
@@ -218,6 +311,7 @@ def merge(boards: list[Ranking]) -> Ranking:
             "projects searched with the same --objective"
         )
     runs: dict[str, dict[str, Any]] = {}
+    tests: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
     for board in boards:
         renamed: dict[str | None, str] = {}
@@ -229,6 +323,8 @@ def merge(boards: list[Ranking]) -> Ranking:
                 suffix += 1
             runs[unique] = run
             renamed[name] = unique
+            if name in board.tests:
+                tests[unique] = board.tests[name]
         rows += [
             dataclasses.replace(row, rank=None, project=renamed.get(row.project, row.project))
             for row in board.rows
@@ -238,9 +334,12 @@ def merge(boards: list[Ranking]) -> Ranking:
     return Ranking(
         objective=first.objective,
         direction=first.direction,
-        rows=_rank(rows, first.direction, first.objective, order),
+        # Ties are against the best of all projects; each project exported its own trial, so no
+        # row of the merged table is "the" export.
+        rows=_mark(_rank(rows, first.direction, first.objective, order), None),
         run={},
         runs=runs,
+        tests=tests,
     )
 
 
@@ -261,6 +360,48 @@ def _read_run(path: Path) -> dict[str, Any]:
     if not isinstance(run, dict):
         raise TunerError(f"{path}: expected a JSON object, but got {type(run).__name__}")
     return run
+
+
+def _read_test(path: Path) -> dict[str, Any] | None:
+    # test.json is written atomically once the export was scored; a project without one (no
+    # --test-data, or an older engine) has no test figures, and one that cannot be read is
+    # treated the same rather than hiding the trials.
+    try:
+        test = _read_json(path)
+    except (OSError, ValueError):
+        return None
+    return test if isinstance(test, dict) else None
+
+
+def _class_names(names: Any) -> tuple[str, ...]:
+    return tuple(map(str, names)) if isinstance(names, list) else ()
+
+
+def _validation_size(root: Path, run: dict[str, Any]) -> int | None:
+    # How many validation images scored each trial, for an older project's Wilson interval (a
+    # new one records its interval, and its size, in summary.json). run.json's `val_images` when
+    # a writer records it, else the counts the default export's metadata.json records.
+    size = integer(run.get("val_images"))
+    if size:
+        return size
+    try:
+        metadata = _read_json(root / "export" / "metadata.json")
+    except (OSError, ValueError):
+        return None
+    counts = _get(metadata, "data", "counts", "val")
+    if not isinstance(counts, dict):
+        return None
+    values = [integer(count) for count in counts.values()]
+    return sum(values) if values and None not in values else None  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _ProjectFacts:
+    """What every row of one project is read with."""
+
+    objective: str
+    class_names: tuple[str, ...]  # run.json's, in label order; empty when unknown
+    validation_size: int | None  # images in the validation split, when known
 
 
 def _objective_from_trials(
@@ -303,10 +444,12 @@ def _make_row(
     state: dict[str, Any] | None,
     trial_dir: Path,
     error: str | None,
-    objective: str = "",
+    facts: _ProjectFacts | None = None,
 ) -> Row:
     if state is None:
         return _empty_row(trial_id, UNREADABLE, one_line(error))
+    facts = facts or _ProjectFacts("", (), None)
+    objective = facts.objective
     values = _get(state, "hyperparameters", "values")
     values = values if isinstance(values, dict) else {}
     found, summary_error = TrialSummary.read(trial_dir)
@@ -314,11 +457,18 @@ def _make_row(
     reason = failure_reason(summary.reason, state.get("message")) or summary_error
     tie = TIEBREAK.get(objective, ("", ""))[0]
     head, finetune = summary.phase1, summary.phase2
+    best = summary.best or {}
+    # The objective itself, not KerasTuner's score: the oracle may rank by a composite.
+    score = number(best.get(objective)) if objective else None
+    if score is None:
+        score = number(state.get("score"))
+    per_class = summary.per_class or {}
+    images = integer(per_class.get("images"))
     return Row(
         rank=None,
         trial_id=str(state.get("trial_id", trial_id)),
         status=str(state.get("status") or UNREADABLE),
-        score=number(state.get("score")),
+        score=score,
         val_accuracy_head=summary.phase1.val_accuracy if summary.phase1 else None,
         val_accuracy_finetune=summary.phase2.val_accuracy if summary.phase2 else None,
         hyperparameters=searched(values),
@@ -336,7 +486,41 @@ def _make_row(
         best_epoch=summary.best_epoch,
         curve_head=_curve(head, objective),
         curve_finetune=_curve(finetune, objective),
+        metrics_best={str(k): v for k, v in best.items() if number(v) is not None},
+        recall=_recall(per_class.get("recall"), facts.class_names),
+        confusion=_confusion(per_class.get("confusion")),
+        validation_images=images,
+        interval=_interval(summary.interval, objective, score, images or facts.validation_size),
     )
+
+
+def _recall(values: Any, class_names: tuple[str, ...]) -> dict[str, float | None]:
+    # By class name, so that CSV columns and merged projects line up by class; by label index
+    # when run.json does not name as many classes.
+    if not isinstance(values, list):
+        return {}
+    names = class_names if len(class_names) == len(values) else tuple(map(str, range(len(values))))
+    return {name: number(value) for name, value in zip(names, values, strict=True)}
+
+
+def _confusion(matrix: Any) -> list[list[int]] | None:
+    if not isinstance(matrix, list) or not all(isinstance(line, list) for line in matrix):
+        return None
+    return [[integer(count) or 0 for count in line] for line in matrix]
+
+
+def _interval(
+    recorded: list[float] | None, objective: str, score: float | None, images: int | None
+) -> tuple[float, float] | None:
+    if recorded is not None:
+        return (recorded[0], recorded[1])
+    if objective != "val_accuracy" or score is None or not math.isfinite(score) or not images:
+        return None
+    # An older project: accuracy is a count of correct images, so Wilson's interval follows from
+    # the score and the validation size alone. NumPy (under tuner.metrics) loads only here.
+    from tuner.metrics import wilson
+
+    return wilson(round(score * images), images)
 
 
 def _curve(phase: Any, objective: str) -> tuple[float | None, ...]:
@@ -420,9 +604,72 @@ def _rank(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Ties with the best, and the one-standard-error pick
+
+# A score equal to an interval's end is inside it, whatever the last bit of a float says.
+_EDGE = 1e-9
+
+
+def cost(row: Row) -> tuple[float, float, float, float, float]:
+    """What a trial's model costs, for the one-standard-error pick (lower is cheaper).
+
+    In order: the backbone blocks fine-tuned in the checkpoint (0 when its best epoch was in
+    phase 1, whatever `finetune/unfreeze_blocks` says: those weights were never changed), the
+    head's hidden units (0: the linear head, so linear comes before any dense head), the epochs
+    the checkpoint was trained for (its best epoch, counted across both phases), the seconds
+    both phases took, and last the rank. Unknown parts count as the most expensive.
+    """
+    blocks = integer(row.hyperparameters.get(hp.UNFREEZE_BLOCKS)) or 0
+    if row.best_phase == 1:
+        blocks = 0
+    units = integer(row.hyperparameters.get(hp.UNITS)) or 0
+    epochs = row.best_epoch if row.best_epoch is not None else row.epochs
+    seconds = [row.seconds_head, row.seconds_finetune]
+    known = [value for value in seconds if value is not None]
+    return (
+        float(blocks),
+        float(units),
+        float(epochs) if epochs is not None else math.inf,
+        sum(known) if known else math.inf,
+        float(row.rank) if row.rank is not None else math.inf,
+    )
+
+
+def _mark(rows: tuple[Row, ...], select: str | None) -> tuple[Row, ...]:
+    """`rows` with `tied`, `one_se` and `exported` set: which trials' intervals hold the best
+    score, the cheapest of those, and (`select`, None for merged projects) the export's trial."""
+    first = next((index for index, row in enumerate(rows) if row.rank == 1), None)
+    target = rows[first].score if first is not None else None
+    if first is None or target is None:
+        return tuple(
+            dataclasses.replace(row, tied=None, one_se=False, exported=False) for row in rows
+        )
+    best = rows[first]
+
+    def tied(row: Row) -> bool | None:
+        if row.rank is None:
+            return None
+        if row is best:
+            return True
+        if row.interval is None:
+            return None
+        low, high = row.interval
+        return low - _EDGE <= target <= high + _EDGE
+
+    marked = [dataclasses.replace(row, tied=tied(row)) for row in rows]
+    cheapest = min((row for row in marked if row.rank is not None and row.tied), key=cost)
+    picked = cheapest if select == "one-se" else marked[first] if select else None
+    return tuple(
+        dataclasses.replace(row, one_se=row is cheapest, exported=row is picked) for row in marked
+    )
+
+
 def to_json(board: Ranking) -> str:
-    """Returns the leaderboard as JSON: objective, direction, each project's run.json and one
-    object per row (every field of `Row`; `rows_from_json` reads them back).
+    """Returns the leaderboard as JSON: objective, direction, each project's run.json, one
+    object per row (every field of `Row`; `rows_from_json` reads them back), and the test
+    figures: `test` is the project's test.json (null without one, and for merged projects),
+    `tests` each project's, by name.
 
     Non-finite numbers (a NaN score) become `null` so that any JSON parser can read the output.
 
@@ -438,6 +685,8 @@ def to_json(board: Ranking) -> str:
         "run": board.run,
         "runs": board.runs,
         "rows": [dataclasses.asdict(row) for row in board.rows],
+        "test": board.test,
+        "tests": board.tests,
     }
     return json.dumps(_finite(data), indent=2, allow_nan=False)
 
@@ -461,7 +710,9 @@ def _finite(value: Any) -> Any:
 # Records and CSV
 
 _FIRST_COLUMNS = ("project", "rank", "trial_id", "status", "score")
+_SELECTION_COLUMNS = ("interval_low", "interval_high", "tied", "one_se", "exported")
 _LAST_COLUMNS = (
+    "validation_images",
     "epochs",
     "epochs_head",
     "epochs_finetune",
@@ -473,46 +724,59 @@ _LAST_COLUMNS = (
     "curve_head",
     "curve_finetune",
 )
+RECALL_PREFIX = "recall_"  # a per-class recall column: recall_<class name>
+BEST_SUFFIX = "_best"  # a metric at the best epoch: val_balanced_accuracy_best, ...
 
 
 def record_columns(board: Ranking) -> list[str]:
-    """The keys of every record: the row's identity and score; each hyperparameter by its name
-    ("head/units"), KerasTuner's schedule values ("tuner/epochs") after them; each metric of
-    each phase's best epoch ("val_accuracy_head", "val_accuracy_finetune"); epochs, times,
-    status notes and both learning curves."""
+    """The keys of every record: the row's identity and score; its 95 % interval
+    ("interval_low", "interval_high") and whether it is tied with the best, the one-se pick and
+    the exported trial; each hyperparameter by its name ("head/units"), KerasTuner's schedule
+    values ("tuner/epochs") after them; each metric at the best epoch ("val_loss_best",
+    "val_balanced_accuracy_best"); the validation recall of each class ("recall_cat"); each
+    metric of each phase's best epoch ("val_accuracy_head", "val_accuracy_finetune"); the
+    validation size, epochs, times, status notes and both learning curves."""
     hps: dict[str, None] = {}
     schedule_values: dict[str, None] = {}
+    best: dict[str, None] = {}
+    classes: dict[str, None] = {}
     metrics: dict[str, None] = {}
     for row in board.rows:
         hps.update(dict.fromkeys(row.hyperparameters))
         schedule_values.update(dict.fromkeys(row.tuner_values))
+        best.update(dict.fromkeys(row.metrics_best))
+        classes.update(dict.fromkeys(row.recall))
         metrics.update(dict.fromkeys(row.metrics_head))
         metrics.update(dict.fromkeys(row.metrics_finetune))
     return [
         *_FIRST_COLUMNS,
+        *_SELECTION_COLUMNS,
         *hps,
         *schedule_values,
+        *(f"{name}{BEST_SUFFIX}" for name in best),
+        *(f"{RECALL_PREFIX}{name}" for name in classes),
         *(f"{name}_head" for name in metrics),
         *(f"{name}_finetune" for name in metrics),
         *_LAST_COLUMNS,
     ]
 
 
-def _record_value(row: Row, column: str) -> Any:
-    if column in row.hyperparameters:
-        return _finite(row.hyperparameters[column])
-    if column in row.tuner_values:
-        return _finite(row.tuner_values[column])
-    if "/" in column:  # a hyperparameter this row does not have (a conditional one)
-        return None
-    if column in ("curve_head", "curve_finetune"):
-        return [_finite(value) for value in getattr(row, column)]
-    if column in _FIRST_COLUMNS or column in _LAST_COLUMNS:
-        return _finite(getattr(row, column))
-    for suffix, metrics in (("_head", row.metrics_head), ("_finetune", row.metrics_finetune)):
-        if column.endswith(suffix) and column[: -len(suffix)] in metrics:
-            return _finite(number(metrics[column[: -len(suffix)]]))
-    return None  # a metric this row's phase did not log
+def _record(row: Row) -> dict[str, Any]:
+    # Every value the row has, under its column's name (`record_columns`); a column the row
+    # lacks (a conditional hyperparameter, a metric its phase did not log) is None.
+    low, high = row.interval or (None, None)
+    record: dict[str, Any] = {name: getattr(row, name) for name in _FIRST_COLUMNS}
+    record.update(interval_low=low, interval_high=high)
+    record.update({name: getattr(row, name) for name in _SELECTION_COLUMNS[2:]})
+    record.update(row.hyperparameters)
+    record.update(row.tuner_values)
+    record.update({f"{name}{BEST_SUFFIX}": number(v) for name, v in row.metrics_best.items()})
+    record.update({f"{RECALL_PREFIX}{name}": v for name, v in row.recall.items()})
+    record.update({f"{name}_head": number(v) for name, v in row.metrics_head.items()})
+    record.update({f"{name}_finetune": number(v) for name, v in row.metrics_finetune.items()})
+    record.update({name: getattr(row, name) for name in _LAST_COLUMNS})
+    record["curve_head"], record["curve_finetune"] = list(row.curve_head), list(row.curve_finetune)
+    return _finite(record)
 
 
 def to_csv(board: Ranking) -> str:
