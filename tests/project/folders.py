@@ -230,3 +230,92 @@ def make_project(root: Path) -> Path:
         trial_state("04", status="RUNNING", values=hp_values(128, 0.25, 1e-4, 1, 1e-5)),
     )
     return root
+
+
+def write_scored_trial(
+    project: Path,
+    trial_id: str,
+    *,
+    accuracy: float,
+    interval: tuple[float, float] | None = None,
+    kerastuner_score: float | None = None,
+    units: int = 0,
+    unfreeze: int = 0,
+    best_epoch: int | None = None,
+    epochs: tuple[int, int] = (4, 0),
+    seconds: tuple[float, float] = (10.0, 0.0),
+    balanced: float | None = None,
+    recall: list[float | None] | None = None,
+    confusion: list[list[int]] | None = None,
+    images: int | None = None,
+) -> None:
+    """A completed trial as the engine records it since issue 25: summary.json's `best` holds
+    the best epoch's metrics, with `per_class` and `interval`. `kerastuner_score` is trial.json's
+    score (the oracle's, which may differ from the objective); default: the accuracy."""
+    head = (epochs[0], seconds[0], accuracy)
+    finetune = (epochs[1], seconds[1], accuracy) if epochs[1] else None
+    data = summary(trial_id, head=head, finetune=finetune)
+    data["best"] = {"val_accuracy": accuracy, "val_loss": 0.3, "loss": 0.2, "accuracy": 0.99}
+    if balanced is not None:
+        data["best"]["val_balanced_accuracy"] = balanced
+    data["best_epoch"] = best_epoch if best_epoch is not None else sum(epochs)
+    if recall is not None:
+        data["per_class"] = {"recall": recall, "confusion": confusion, "images": images}
+    if interval is not None:
+        data["interval"] = list(interval)
+    score = accuracy if kerastuner_score is None else kerastuner_score
+    values = hp_values(units, 0.0, 1e-3, unfreeze, 1e-5)
+    write_trial(
+        project, trial_state(trial_id, status="COMPLETED", values=values, score=score), data
+    )
+
+
+def make_scored_project(root: Path, select: str = "one-se") -> Path:
+    """A search recorded since issue 25, ranked by val_accuracy on 90 validation images.
+
+    00 is best (0.95); 01, 02 and 03 have intervals that hold 0.95, 04's does not. The cheapest
+    tied trial is 03 (no block fine-tuned, linear head); 02 unfroze a block, but its best epoch
+    was in phase 1; trial.json's scores (a composite, for the oracle) would rank 04 first.
+    """
+    (root / "trials").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps({**RUN, "select": select}))
+    recall, confusion = [1.0, 0.9], [[45, 0], [4, 41]]
+    trials: list[tuple[str, dict[str, Any]]] = [
+        ("00", dict(accuracy=0.95, interval=(0.88, 0.98), units=64, unfreeze=2, epochs=(4, 3))),
+        ("01", dict(accuracy=0.93, interval=(0.86, 0.97), units=0, unfreeze=2, epochs=(4, 3))),
+        ("02", dict(accuracy=0.92, interval=(0.85, 0.96), units=128, unfreeze=1, best_epoch=3)),
+        ("03", dict(accuracy=0.9, interval=(0.82, 0.95), units=0, unfreeze=0)),
+        ("04", dict(accuracy=0.8, interval=(0.71, 0.87), units=0, unfreeze=0)),
+    ]
+    for trial_id, spec in trials:
+        composite = 0.99 if trial_id == "04" else spec["accuracy"] - 0.001
+        if trial_id == "02":
+            spec["epochs"] = (4, 3)
+        write_scored_trial(
+            root,
+            trial_id,
+            kerastuner_score=composite,
+            recall=recall,
+            confusion=confusion,
+            images=90,
+            **spec,
+        )
+    return root
+
+
+TEST_JSON = {
+    "trial_id": "03",
+    "export": "export",
+    "refit": None,
+    "folder": "/data/test",
+    "class_names": ["cat", "dog"],
+    "images": 200,
+    "skipped": 1,
+    "accuracy": 0.93,
+    "balanced_accuracy": 0.915,
+    "macro_f1": 0.91,
+    "loss": 0.21,
+    "ece": 0.031,
+    "recall": [0.98, 0.85],
+    "confusion": [[98, 2], [15, 85]],
+}

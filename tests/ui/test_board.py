@@ -14,10 +14,13 @@ from rich.console import Console
 from tests.helpers import REPO, run_python
 from tests.project.folders import (
     RUN,
+    TEST_JSON,
     TRACEBACK,
     make_project,
+    make_scored_project,
     summary,
     trial_state,
+    write_scored_trial,
     write_trial,
 )
 from tests.project.folders import hp_values as _values
@@ -53,7 +56,9 @@ def _text(board: Ranking, width: int = 120, **kwargs: Any) -> str:
 def _table_line(text: str, trial_id: str) -> str:
     # Rows start with the rank (or "-"), then the trial id ("*" after the exported one's).
     return next(
-        line for line in text.splitlines() if [c.rstrip("*") for c in line.split()[1:2]] == [trial_id]
+        line
+        for line in text.splitlines()
+        if [c.rstrip("*") for c in line.split()[1:2]] == [trial_id]
     )
 
 
@@ -604,3 +609,176 @@ def test_a_board_renders_itself_in_a_notebook(project: Path) -> None:
     assert "Trials by val_accuracy" in bundle["text/plain"]
     assert "<pre" in bundle["text/html"] and "0.9431" in bundle["text/html"]
     assert repr(board) == "<Board search: 5 trials by val_accuracy, best trial 02 (0.9431)>"
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals, ties, the one-se pick, balanced accuracy and the test set
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Path:
+    return make_scored_project(tmp_path / "scored")
+
+
+def _headers(board: Ranking) -> list[str]:
+    return [column.header for column in leaderboard._columns(board)]
+
+
+def test_the_table_shows_intervals_and_marks_ties_the_one_se_pick_and_the_export(
+    scored: Path,
+) -> None:
+    text = _text(read_ranking(scored))
+
+    # rank, trial (* exported), status, objective, 95 % interval, vs best
+    assert _table_line(text, "00").split()[:6] == [
+        "1",
+        "00",
+        "completed",
+        "0.9500",
+        "0.880-0.980",
+        "best",
+    ]
+    assert _table_line(text, "01").split()[4:6] == ["0.860-0.970", "tied"]
+    assert _table_line(text, "03").split()[1] == "03*"
+    assert _table_line(text, "03").split()[4:6] == ["0.820-0.950", "one-se"]
+    assert _table_line(text, "04").split()[4:6] == ["0.710-0.870", "0.8000"]  # not tied: blank
+    flat = " ".join(text.split())
+    assert "best: trial 00 (val_accuracy 0.9500)" in flat
+    assert "vs best: tied = the trial's 95 % interval holds the best score (3 besides" in flat
+    assert "one-se: trial 03, the cheapest of 4 tied (fewest blocks fine-tuned" in flat
+    assert "* export: trial 03 (--select one-se: the cheapest of 4 tied; the best is trial 00)" in (
+        flat
+    )
+
+
+def test_with_select_best_the_best_is_exported_and_the_one_se_pick_still_named(
+    tmp_path: Path,
+) -> None:
+    text = _text(read_ranking(make_scored_project(tmp_path / "p", select="best")))
+
+    assert _table_line(text, "00").split()[1] == "00*"
+    assert _table_line(text, "03").split()[1] == "03"
+    assert "one-se: trial 03, the cheapest of 4 tied" in text
+    assert "* export: trial 00 (--select best: the best score)" in text
+
+
+def test_an_older_project_renders_dashes_and_says_no_tie_is_marked(project: Path) -> None:
+    text = _text(read_ranking(project))
+
+    assert _table_line(text, "00").split()[4:6] == ["-", "-"]  # no interval, so no verdict
+    assert "vs best: no 95 % interval recorded (an older project), so no tie is marked" in text
+    assert "test (" not in text
+
+
+def test_when_no_other_interval_holds_the_best_the_caption_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps(RUN))
+    write_scored_trial(root, "0", accuracy=0.99, interval=(0.95, 1.0))
+    write_scored_trial(root, "1", accuracy=0.7, interval=(0.6, 0.8))
+
+    text = _text(read_ranking(root))
+
+    assert "vs best: no other trial's 95 % interval holds the best score" in text
+    assert "one-se:" not in text
+
+
+def test_balanced_accuracy_appears_when_it_differs_from_accuracy_by_more_than_a_point(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps(RUN))
+    write_scored_trial(root, "0", accuracy=0.9, balanced=0.895, interval=(0.8, 0.95))
+    write_scored_trial(root, "1", accuracy=0.85, balanced=0.855, interval=(0.75, 0.9))
+    assert "val bal acc" not in _headers(read_ranking(root))  # within a point everywhere
+
+    write_scored_trial(root, "2", accuracy=0.88, balanced=0.6, interval=(0.8, 0.93))
+    board = read_ranking(root)
+
+    headers = _headers(board)
+    assert headers.index("val bal acc") == headers.index("vs best") + 1
+    text = _text(board)
+    assert _table_line(text, "2").split()[6] == "0.6000"
+    assert _table_line(text, "0").split()[6] == "0.8950"
+
+
+def test_ranked_by_balanced_accuracy_the_accuracy_column_stands_beside_it(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    run = {**RUN, "objective": "val_balanced_accuracy"}
+    (root / "run.json").write_text(json.dumps(run))
+    write_scored_trial(root, "0", accuracy=0.95, balanced=0.7, interval=(0.6, 0.8))
+    write_scored_trial(root, "1", accuracy=0.8, balanced=0.75, interval=(0.65, 0.85))
+
+    board = read_ranking(root)
+
+    assert [r.trial_id for r in board.rows] == ["1", "0"]  # by balanced accuracy
+    headers = _headers(board)
+    assert "val bal acc" not in headers
+    assert headers[headers.index("vs best") + 1] == "val acc"
+    assert _table_line(_text(board), "0").split()[3] == "0.7000"
+
+
+def test_the_footer_shows_the_test_figures(scored: Path) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+
+    text = " ".join(_text(read_ranking(scored)).split())
+
+    assert (
+        "test (200 images, scored once on the export of trial 03): accuracy 0.930, balanced "
+        "accuracy 0.915, ECE 0.031, log-loss 0.210" in text
+    )
+    assert "test recall: cat 0.980, dog 0.850 · 1 file skipped" in text
+
+    refit = {**TEST_JSON, "refit": {"epochs": 5}, "auc": 0.97, "skipped": 0}
+    (scored / "test.json").write_text(json.dumps(refit))
+    text = " ".join(_text(read_ranking(scored)).split())
+    assert "scored once on the refit export of trial 03): accuracy 0.930, balanced" in text
+    assert "AUC 0.970" in text and "skipped" not in text
+
+
+def test_a_merged_footer_names_each_projects_test(scored: Path, project: Path) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+
+    text = " ".join(_text(load(scored, project)).split())
+
+    assert "scored test (200 images, scored once on the export of trial 03)" in text
+    assert "* export" not in text  # each project exported its own
+
+
+def test_main_json_carries_the_test_block(scored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+    assert main([str(scored), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["test"]["balanced_accuracy"] == 0.915
+    assert data["rows"][0]["recall"] == {"cat": 1.0, "dog": 0.9}
+
+
+def test_main_csv_has_recall_per_class(scored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(scored), "--csv"]) == 0
+    records = read_csv(capsys.readouterr().out)
+    assert [(r["trial_id"], r["recall_dog"], r["exported"]) for r in records][3] == (
+        "03",
+        0.9,
+        True,
+    )
+
+
+def test_narrow_tables_hide_the_interval_before_accuracy_and_keep_vs_best(tmp_path: Path) -> None:
+    root = make_scored_project(tmp_path / "p")
+    write_scored_trial(root, "05", accuracy=0.94, balanced=0.9, interval=(0.9, 0.97))
+
+    text = _text(read_ranking(root), width=84)
+
+    assert all(len(line) <= 84 for line in text.splitlines())
+    flat = " ".join(text.split())
+    assert "not shown, for width: curve, epochs, ft time, head time, val acc head, val acc" in flat
+    assert "fine-tune, 95% interval (--json" in flat
+    assert _table_line(text, "05").split()[1:6] == [
+        "05*",
+        "completed",
+        "0.9400",
+        "one-se",
+        "0.9000",
+    ]

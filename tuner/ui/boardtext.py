@@ -197,47 +197,51 @@ def selection_lines(board: Ranking) -> list[str]:
 
 
 def test_lines(board: Ranking) -> list[str]:
-    """The test set's figures of each project's exported model (test.json): one line of scores
+    """The test set's figures of each project's exported model (test.json): a line of scores,
     and one of recall per class."""
     lines = []
     for name, test in board.tests.items():
         where = f"{name} " if len(board.runs) > 1 else ""
         images = integer(test.get("images"))
-        skipped = test.get("skipped")
-        skipped = len(skipped) if isinstance(skipped, list) else integer(skipped) or 0
         counted = f"{images} images" if images is not None else "images"
-        if skipped:
-            counted += f", {skipped} skipped"
         export = "refit export" if test.get("refit") else "export"
-        trial = test.get("trial_id")
+        # Three decimals: a test set of a few hundred images does not measure a fourth.
         scores = [
-            f"{label} {format_metric(number(test.get(key)))}"
+            f"{label} {number(test.get(key)):.3f}"
             for key, label in _TEST_SCORES
-            if key != "auc" or number(test.get(key)) is not None
+            if number(test.get(key)) is not None
         ]
         lines.append(
-            f"{where}test ({counted}, scored once on the {export} of trial {trial}): "
-            + ", ".join(scores)
+            f"{where}test ({counted}, scored once on the {export} of trial "
+            f"{test.get('trial_id', '?')}): " + (", ".join(scores) or "no scores")
         )
+        details = []
         recall = test.get("recall")
         names = test.get("class_names")
         if isinstance(recall, list) and recall:
             if not isinstance(names, list) or len(names) != len(recall):
                 names = [str(index) for index in range(len(recall))]
-            lines.append(
-                f"{where}test recall: "
+            details.append(
+                "recall: "
                 + ", ".join(
-                    f"{label} {format_metric(number(value))}"
-                    for label, value in zip(names, recall, strict=True)
+                    f"{label} {value:.3f}" if value is not None else f"{label} -"
+                    for label, value in zip(names, map(number, recall), strict=True)
                 )
             )
+        skipped = test.get("skipped")
+        skipped = len(skipped) if isinstance(skipped, list) else integer(skipped) or 0
+        if skipped:
+            details.append(f"{skipped} file{'s' if skipped > 1 else ''} skipped")
+        if details:
+            lines.append(f"{where}test " + " · ".join(details))
     return lines
 
 
+# test.json's scores in the footer, in order; the AUC only where it was measured (two classes).
+# Macro F1 and the confusion matrix are in --json.
 _TEST_SCORES = (
     ("accuracy", "accuracy"),
     ("balanced_accuracy", "balanced accuracy"),
-    ("macro_f1", "macro F1"),
     ("auc", "AUC"),
     ("ece", "ECE"),
     ("loss", "log-loss"),
