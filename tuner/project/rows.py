@@ -207,6 +207,8 @@ def rows_from_json(text: str) -> list[Row]:
 
 
 def finite(value: Any) -> Any:
+    """`value` with every non-finite float (at any depth) as None, lists for tuples: JSON any
+    parser reads."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
