@@ -366,7 +366,7 @@ def completed_trials(tuner: TransferTuner) -> list[kt.engine.trial.Trial]:
     """Completed trials in the leaderboard's order (ties on the objective broken as the
     leaderboard breaks them), with the trial `--select` picks first: the best with
     `--select best`, the cheapest trial tied with it with `--select one-se`
-    (`tuner.project.trials.Ranking.pick`). The export takes the first, so it is the trial the
+    (`tuner.project.rows.Ranking.pick`). The export takes the first, so it is the trial the
     leaderboard marks as exported.
 
     `get_best_trials` pads with unfinished trials (docs/design.md §3): only completed ones count.
