@@ -1,6 +1,8 @@
 """`python -m tuner.leaderboard PROJECT_DIR [PROJECT_DIR ...] [--csv | --json]`: the leaderboard of
-a search again. Several folders merge into one table, with a column naming each trial's project.
-The table itself is `tuner.ui.board`'s; this module is its command line.
+a search again: each trial's score with its 95 % interval, the trials tied with the best, the
+one-se pick, the exported trial, and the test set's figures when the project has them. Several
+folders merge into one table, with a column naming each trial's project. The table itself is
+`tuner.ui.board`'s; this module is its command line.
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ class _Leaderboard(Command):
         output.add_argument(
             "--json",
             action="store_true",
-            help="print every field of every trial as JSON instead of a table",
+            help="print every field of every trial (interval, ties, per-class recall and "
+            "confusion, the best epoch's metrics) and the test set's figures as JSON instead of "
+            "a table",
         )
         output.add_argument(
             "--csv",
             action="store_true",
-            help="print one CSV row per trial (hyperparameters, both phases' metrics, epochs, "
-            "times, status, learning curves) instead of a table",
+            help="print one CSV row per trial (interval, ties, hyperparameters, the best "
+            "epoch's metrics, recall per class, both phases' metrics, epochs, times, status, "
+            "learning curves) instead of a table",
         )
 
     def run(self, args: argparse.Namespace) -> int:

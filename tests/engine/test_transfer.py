@@ -114,6 +114,30 @@ def test_get_best_models_returns_the_trained_model(finished, searched):
     assert logs["accuracy"] == pytest.approx(best.score, abs=0.06)
 
 
+def test_completed_trials_put_the_trial_select_picks_first(tmp_path):
+    # A fake tuner: completed_trials reads the oracle's trials and the project on disk only.
+    from types import SimpleNamespace
+
+    from tests.project.folders import make_scored_project
+    from tuner.engine.transfer import completed_trials
+
+    project = make_scored_project(tmp_path / "p")  # best 00; one-se pick 03
+    trials = [SimpleNamespace(trial_id=i, status="COMPLETED") for i in ("04", "00", "01", "02")]
+    trials += [SimpleNamespace(trial_id="03", status="COMPLETED")]
+    trials += [SimpleNamespace(trial_id="05", status="RUNNING")]
+    oracle = SimpleNamespace(
+        trials={t.trial_id: t for t in trials}, get_best_trials=lambda n: trials
+    )
+
+    def order(select: str) -> list[str]:
+        config = SimpleNamespace(project_dir=project, select=select)
+        tuner = SimpleNamespace(oracle=oracle, context=SimpleNamespace(config=config))
+        return [t.trial_id for t in completed_trials(tuner)]
+
+    assert order("best") == ["00", "01", "02", "03", "04"]
+    assert order("one-se") == ["03", "00", "01", "02", "04"]
+
+
 def test_batchnorm_stays_in_inference_mode_while_fine_tuning(
     search_config, tmp_path, fixed_space, searched
 ):

@@ -12,6 +12,18 @@ import pytest
 from rich.console import Console
 
 from tests.helpers import REPO, run_python
+from tests.project.folders import (
+    RUN,
+    TEST_JSON,
+    TRACEBACK,
+    make_project,
+    make_scored_project,
+    summary,
+    trial_state,
+    write_scored_trial,
+    write_trial,
+)
+from tests.project.folders import hp_values as _values
 from tuner.errors import TunerError
 from tuner.leaderboard import main
 from tuner.project.trials import (
@@ -27,234 +39,14 @@ from tuner.ui import board as leaderboard
 from tuner.ui.board import build_table, load, render
 from tuner.ui.boardtext import sparkline
 
-RUN = {
-    "objective": "val_accuracy",
-    "direction": "max",
-    "backbones": ["xception"],
-    "weights": "imagenet",
-    "image_size": 96,
-    "augment": False,
-    "augment_views": 0,
-    "oracle": "random",
-    "class_names": ["cat", "dog"],
-    "cache": True,
-    "seed": 1,
-}
-
-TRACEBACK = """Traceback (most recent call last):
-  File "/venv/keras_tuner/src/engine/base_tuner.py", line 274, in _try_run_and_update_trial
-    self._run_and_update_trial(trial, *fit_args, **fit_kwargs)
-  File "/work/main/tuner/engine/transfer.py", line 88, in run_trial
-    raise TrialError("out of memory while building xception at 96px")
-tuner.errors.TrialError: out of memory while building xception at 96px
-
-"""
-
-
-def _space() -> list[dict[str, Any]]:
-    # Exactly what HyperParameters.get_config() writes for these declarations in KerasTuner 1.4.8.
-    return [
-        {
-            "class_name": "Choice",
-            "config": {
-                "name": "head/units",
-                "default": 64,
-                "conditions": [],
-                "values": [64, 128, 256],
-                "ordered": True,
-            },
-        },
-        {
-            "class_name": "Float",
-            "config": {
-                "name": "head/dropout",
-                "default": 0.0,
-                "conditions": [],
-                "min_value": 0.0,
-                "max_value": 0.5,
-                "step": 0.25,
-                "sampling": "linear",
-            },
-        },
-        {
-            "class_name": "Float",
-            "config": {
-                "name": "head/learning_rate",
-                "default": 0.0001,
-                "conditions": [],
-                "min_value": 0.0001,
-                "max_value": 0.01,
-                "step": None,
-                "sampling": "log",
-            },
-        },
-        {
-            "class_name": "Int",
-            "config": {
-                "name": "finetune/unfreeze_blocks",
-                "default": None,
-                "conditions": [],
-                "min_value": 0,
-                "max_value": 2,
-                "step": 1,
-                "sampling": "linear",
-            },
-        },
-        {
-            "class_name": "Float",
-            "config": {
-                "name": "finetune/learning_rate",
-                "default": 1e-05,
-                "conditions": [],
-                "min_value": 1e-05,
-                "max_value": 0.001,
-                "step": None,
-                "sampling": "log",
-            },
-        },
-        {
-            "class_name": "Fixed",
-            "config": {"name": "tuner/epochs", "conditions": [], "value": 6},
-        },
-    ]
-
-
-def trial_state(
-    trial_id: str,
-    *,
-    status: str,
-    values: dict[str, Any],
-    score: float | None = None,
-    best_step: int = 0,
-    message: str | None = None,
-) -> dict[str, Any]:
-    """Returns a trial's state in the format of KerasTuner 1.4.8's `Trial.get_state()`."""
-    observations = [] if score is None else [{"value": [score], "step": best_step}]
-    return {
-        "trial_id": trial_id,
-        "hyperparameters": {"space": _space(), "values": {**values, "tuner/epochs": 6}},
-        "metrics": {
-            "metrics": {"val_accuracy": {"direction": "max", "observations": observations}}
-            if score is not None
-            else {}
-        },
-        "score": score,
-        "best_step": best_step,
-        "status": status,
-        "message": message,
-    }
-
-
-def summary(
-    trial_id: str,
-    *,
-    head: tuple[int, float, float],
-    finetune: tuple[int, float, float] | None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """Returns a summary.json as our engine writes it.
-
-    Phases are given as (epochs, seconds, val_accuracy); `finetune=None` means no phase 2.
-    """
-
-    def phase(epochs: int, seconds: float, accuracy: float) -> dict[str, Any]:
-        return {
-            "epochs": epochs,
-            "seconds": seconds,
-            "val_accuracy": accuracy,
-            "best": {"val_accuracy": accuracy, "val_loss": 0.25},
-        }
-
-    phases = [head] + ([finetune] if finetune else [])
-    return {
-        "trial_id": trial_id,
-        "backbone": "xception",
-        "phase1": phase(*head),
-        "phase2": phase(*finetune) if finetune else None,
-        "epochs_run": sum(p[0] for p in phases),
-        "seconds": sum(p[1] for p in phases),
-        "reason": reason,
-        "augment": False,
-    }
-
-
-def _values(units: int, dropout: float, head_lr: float, unfreeze: int, ft_lr: float) -> dict:
-    return {
-        "head/units": units,
-        "head/dropout": dropout,
-        "head/learning_rate": head_lr,
-        "finetune/unfreeze_blocks": unfreeze,
-        "finetune/learning_rate": ft_lr,
-    }
-
-
-def write_trial(
-    project: Path, state: dict[str, Any], summary_data: dict[str, Any] | None = None
-) -> None:
-    trial_dir = project / "trials" / f"trial_{state['trial_id']}"
-    trial_dir.mkdir(parents=True)
-    (trial_dir / "trial.json").write_text(json.dumps(state))
-    if summary_data is not None:
-        (trial_dir / "summary.json").write_text(json.dumps(summary_data))
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A search with two completed trials with phase 2, one without, a failure and a running one."""
-    root = tmp_path / "search"
-    (root / "trials").mkdir(parents=True)
-    (root / "run.json").write_text(json.dumps(RUN))
-    (root / "trials" / "oracle.json").write_text(json.dumps({"ongoing_trials": {"tuner0": "04"}}))
-    write_trial(
-        root,
-        trial_state(
-            "00",
-            status="COMPLETED",
-            values=_values(64, 0.25, 1e-3, 1, 1e-5),
-            score=0.9125,
-            best_step=5,
-        ),
-        summary("00", head=(4, 12.34, 0.9), finetune=(2, 125.0, 0.9125)),
-    )
-    write_trial(
-        root,
-        trial_state(
-            "01",
-            status="COMPLETED",
-            values=_values(128, 0.0, 3.2e-4, 0, 1e-4),
-            score=0.875,
-            best_step=3,
-        ),
-        summary("01", head=(4, 9.5, 0.875), finetune=None),
-    )
-    write_trial(
-        root,
-        trial_state(
-            "02",
-            status="COMPLETED",
-            values=_values(256, 0.5, 1e-2, 2, 2.5e-5),
-            score=0.9431,
-            best_step=5,
-        ),
-        summary("02", head=(4, 11.0, 0.9012), finetune=(2, 3725.0, 0.9431)),
-    )
-    write_trial(
-        root,
-        trial_state(
-            "03",
-            status="FAILED",
-            values=_values(64, 0.25, 1e-3, 2, 1e-5),
-            message=TRACEBACK,
-        ),
-    )
-    write_trial(
-        root,
-        trial_state("04", status="RUNNING", values=_values(128, 0.25, 1e-4, 1, 1e-5)),
-    )
-    return root
+    return make_project(tmp_path / "search")
 
 
-def _text(board: Ranking, width: int = 110, **kwargs: Any) -> str:
+def _text(board: Ranking, width: int = 120, **kwargs: Any) -> str:
     # A terminal: the table fits its width (a file or a pipe gets every column, see below).
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=True)
     render(board, console=console, **kwargs)
@@ -262,8 +54,12 @@ def _text(board: Ranking, width: int = 110, **kwargs: Any) -> str:
 
 
 def _table_line(text: str, trial_id: str) -> str:
-    # Rows start with the rank (or "-"), then the trial id.
-    return next(line for line in text.splitlines() if line.split()[1:2] == [trial_id])
+    # Rows start with the rank (or "-"), then the trial id ("*" after the exported one's).
+    return next(
+        line
+        for line in text.splitlines()
+        if [c.rstrip("*") for c in line.split()[1:2]] == [trial_id]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,7 +203,7 @@ def test_table_shows_ranks_order_and_headers(project: Path) -> None:
     text = _text(read_ranking(project))
     lines = text.splitlines()
 
-    assert all(len(line) <= 110 for line in lines)
+    assert all(len(line) <= 120 for line in lines)
     header = "\n".join(lines[:4])
     assert header.splitlines()[-1].split()[:3] == ["#", "trial", "status"]
     # Long headers wrap above narrow numbers: "val_" / "accuracy", "val acc" / "fine-" / "tune".
@@ -418,7 +214,7 @@ def test_table_shows_ranks_order_and_headers(project: Path) -> None:
     assert "tuner/epochs" not in text
     order = [text.index(_table_line(text, trial_id)) for trial_id in ("02", "00", "01", "04", "03")]
     assert order == sorted(order)
-    assert _table_line(text, "02").split()[:3] == ["1", "02", "completed"]
+    assert _table_line(text, "02").split()[:3] == ["1", "02*", "completed"]  # * exported
     assert _table_line(text, "03").split()[:3] == ["-", "03", "failed"]
     assert _table_line(text, "04").split()[:3] == ["-", "04", "running"]
 
@@ -427,15 +223,16 @@ def test_table_formats_numbers(project: Path) -> None:
     text = _text(read_ranking(project))
 
     best = _table_line(text, "02").split()
-    assert best[3:6] == ["0.9431", "0.9012", "0.9431"]  # objective, head, fine-tune
-    assert best[6:11] == ["256", "0.5", "1e-02", "2", "2.5e-05"]  # hyperparameters
-    assert best[11:] == ["6", "11.0s", "1h02m", "-"]  # epochs, times, curve (none logged)
-    assert _table_line(text, "00").split()[11:] == ["6", "12.3s", "2m05s", "-"]
+    # objective, its interval (none recorded in this older project), vs best, head, fine-tune
+    assert best[3:8] == ["0.9431", "-", "best", "0.9012", "0.9431"]
+    assert best[8:13] == ["256", "0.5", "1e-02", "2", "2.5e-05"]  # hyperparameters
+    assert best[13:] == ["6", "11.0s", "1h02m", "-"]  # epochs, times, curve (none logged)
+    assert _table_line(text, "00").split()[13:] == ["6", "12.3s", "2m05s", "-"]
     head_only = _table_line(text, "01").split()
-    assert head_only[3:6] == ["0.8750", "0.8750", "-"]
-    assert head_only[8] == "3.2e-04"
+    assert head_only[3:8] == ["0.8750", "-", "-", "0.8750", "-"]
+    assert head_only[10] == "3.2e-04"
     assert head_only[-3:] == ["9.5s", "-", "-"]
-    assert _table_line(text, "04").split()[3:6] == ["-", "-", "-"]
+    assert _table_line(text, "04").split()[3:8] == ["-", "-", "-", "-", "-"]
 
 
 def test_caption_gives_run_counts_best_and_failure_reason(project: Path) -> None:
@@ -483,11 +280,11 @@ def test_a_table_too_wide_leaves_out_epochs_and_times_first(project: Path) -> No
     text = _text(board, width=100)
 
     assert all(len(line) <= 100 for line in text.splitlines())
-    assert (
-        "not shown, for width: epochs, ft time, head time, curve (--json has every column)" in text
-    )
+    # Columns with nothing in them (no interval, no curve in this older project) go first.
+    hidden = "95% interval, curve, epochs, ft time, head time, val acc head"
+    assert f"not shown, for width: {hidden} (--json has" in " ".join(text.split())
     best = _table_line(text, "02").split()
-    assert best[:7] == ["1", "02", "completed", "0.9431", "0.9012", "0.9431", "mobilenet_v2"]
+    assert best[:7] == ["1", "02*", "completed", "0.9431", "best", "0.9431", "mobilenet_v2"]
     assert best[7:] == ["256", "0.5", "1e-02", "2", "2.5e-05"]
     assert "efficientnet_b0" in text
     # Without a width, build_table keeps every column.
@@ -506,7 +303,7 @@ def test_narrow_console_keeps_rank_objective_and_hyperparameters(project: Path) 
 
     text = console.file.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines())
-    assert _table_line(text, "02").split()[:4] == ["1", "02", "completed", "0.9431"]
+    assert _table_line(text, "02").split()[:4] == ["1", "02*", "completed", "0.9431"]
     assert "2.5e-05" in _table_line(text, "02")
 
 
@@ -812,3 +609,176 @@ def test_a_board_renders_itself_in_a_notebook(project: Path) -> None:
     assert "Trials by val_accuracy" in bundle["text/plain"]
     assert "<pre" in bundle["text/html"] and "0.9431" in bundle["text/html"]
     assert repr(board) == "<Board search: 5 trials by val_accuracy, best trial 02 (0.9431)>"
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals, ties, the one-se pick, balanced accuracy and the test set
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Path:
+    return make_scored_project(tmp_path / "scored")
+
+
+def _headers(board: Ranking) -> list[str]:
+    return [column.header for column in leaderboard._columns(board)]
+
+
+def test_the_table_shows_intervals_and_marks_ties_the_one_se_pick_and_the_export(
+    scored: Path,
+) -> None:
+    text = _text(read_ranking(scored))
+
+    # rank, trial (* exported), status, objective, 95 % interval, vs best
+    assert _table_line(text, "00").split()[:6] == [
+        "1",
+        "00",
+        "completed",
+        "0.9500",
+        "0.880-0.980",
+        "best",
+    ]
+    assert _table_line(text, "01").split()[4:6] == ["0.860-0.970", "tied"]
+    assert _table_line(text, "03").split()[1] == "03*"
+    assert _table_line(text, "03").split()[4:6] == ["0.820-0.950", "one-se"]
+    assert _table_line(text, "04").split()[4:6] == ["0.710-0.870", "0.8000"]  # not tied: blank
+    flat = " ".join(text.split())
+    assert "best: trial 00 (val_accuracy 0.9500)" in flat
+    assert "vs best: tied = the trial's 95 % interval holds the best score (3 besides" in flat
+    assert "one-se: trial 03, the cheapest of 4 tied (fewest blocks fine-tuned" in flat
+    assert "* export: trial 03 (--select one-se: the cheapest of 4 tied; the best is trial 00)" in (
+        flat
+    )
+
+
+def test_with_select_best_the_best_is_exported_and_the_one_se_pick_still_named(
+    tmp_path: Path,
+) -> None:
+    text = _text(read_ranking(make_scored_project(tmp_path / "p", select="best")))
+
+    assert _table_line(text, "00").split()[1] == "00*"
+    assert _table_line(text, "03").split()[1] == "03"
+    assert "one-se: trial 03, the cheapest of 4 tied" in text
+    assert "* export: trial 00 (--select best: the best score)" in text
+
+
+def test_an_older_project_renders_dashes_and_says_no_tie_is_marked(project: Path) -> None:
+    text = _text(read_ranking(project))
+
+    assert _table_line(text, "00").split()[4:6] == ["-", "-"]  # no interval, so no verdict
+    assert "vs best: no 95 % interval recorded (an older project), so no tie is marked" in text
+    assert "test (" not in text
+
+
+def test_when_no_other_interval_holds_the_best_the_caption_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps(RUN))
+    write_scored_trial(root, "0", accuracy=0.99, interval=(0.95, 1.0))
+    write_scored_trial(root, "1", accuracy=0.7, interval=(0.6, 0.8))
+
+    text = _text(read_ranking(root))
+
+    assert "vs best: no other trial's 95 % interval holds the best score" in text
+    assert "one-se:" not in text
+
+
+def test_balanced_accuracy_appears_when_it_differs_from_accuracy_by_more_than_a_point(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps(RUN))
+    write_scored_trial(root, "0", accuracy=0.9, balanced=0.895, interval=(0.8, 0.95))
+    write_scored_trial(root, "1", accuracy=0.85, balanced=0.855, interval=(0.75, 0.9))
+    assert "val bal acc" not in _headers(read_ranking(root))  # within a point everywhere
+
+    write_scored_trial(root, "2", accuracy=0.88, balanced=0.6, interval=(0.8, 0.93))
+    board = read_ranking(root)
+
+    headers = _headers(board)
+    assert headers.index("val bal acc") == headers.index("vs best") + 1
+    text = _text(board)
+    assert _table_line(text, "2").split()[6] == "0.6000"
+    assert _table_line(text, "0").split()[6] == "0.8950"
+
+
+def test_ranked_by_balanced_accuracy_the_accuracy_column_stands_beside_it(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "trials").mkdir(parents=True)
+    run = {**RUN, "objective": "val_balanced_accuracy"}
+    (root / "run.json").write_text(json.dumps(run))
+    write_scored_trial(root, "0", accuracy=0.95, balanced=0.7, interval=(0.6, 0.8))
+    write_scored_trial(root, "1", accuracy=0.8, balanced=0.75, interval=(0.65, 0.85))
+
+    board = read_ranking(root)
+
+    assert [r.trial_id for r in board.rows] == ["1", "0"]  # by balanced accuracy
+    headers = _headers(board)
+    assert "val bal acc" not in headers
+    assert headers[headers.index("vs best") + 1] == "val acc"
+    assert _table_line(_text(board), "0").split()[3] == "0.7000"
+
+
+def test_the_footer_shows_the_test_figures(scored: Path) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+
+    text = " ".join(_text(read_ranking(scored)).split())
+
+    assert (
+        "test (200 images, scored once on the export of trial 03): accuracy 0.930, balanced "
+        "accuracy 0.915, ECE 0.031, log-loss 0.210" in text
+    )
+    assert "test recall: cat 0.980, dog 0.850 · 1 file skipped" in text
+
+    refit = {**TEST_JSON, "refit": {"epochs": 5}, "auc": 0.97, "skipped": 0}
+    (scored / "test.json").write_text(json.dumps(refit))
+    text = " ".join(_text(read_ranking(scored)).split())
+    assert "scored once on the refit export of trial 03): accuracy 0.930, balanced" in text
+    assert "AUC 0.970" in text and "skipped" not in text
+
+
+def test_a_merged_footer_names_each_projects_test(scored: Path, project: Path) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+
+    text = " ".join(_text(load(scored, project)).split())
+
+    assert "scored test (200 images, scored once on the export of trial 03)" in text
+    assert "* export" not in text  # each project exported its own
+
+
+def test_main_json_carries_the_test_block(scored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (scored / "test.json").write_text(json.dumps(TEST_JSON))
+    assert main([str(scored), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["test"]["balanced_accuracy"] == 0.915
+    assert data["rows"][0]["recall"] == {"cat": 1.0, "dog": 0.9}
+
+
+def test_main_csv_has_recall_per_class(scored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(scored), "--csv"]) == 0
+    records = read_csv(capsys.readouterr().out)
+    assert [(r["trial_id"], r["recall_dog"], r["exported"]) for r in records][3] == (
+        "03",
+        0.9,
+        True,
+    )
+
+
+def test_narrow_tables_hide_the_interval_before_accuracy_and_keep_vs_best(tmp_path: Path) -> None:
+    root = make_scored_project(tmp_path / "p")
+    write_scored_trial(root, "05", accuracy=0.94, balanced=0.9, interval=(0.9, 0.97))
+
+    text = _text(read_ranking(root), width=84)
+
+    assert all(len(line) <= 84 for line in text.splitlines())
+    flat = " ".join(text.split())
+    assert "not shown, for width: curve, epochs, ft time, head time, val acc head, val acc" in flat
+    assert "fine-tune, 95% interval (--json" in flat
+    assert _table_line(text, "05").split()[1:6] == [
+        "05*",
+        "completed",
+        "0.9400",
+        "one-se",
+        "0.9000",
+    ]

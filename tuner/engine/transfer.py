@@ -363,13 +363,21 @@ class TransferTuner(kt.Tuner):
 
 
 def completed_trials(tuner: TransferTuner) -> list[kt.engine.trial.Trial]:
-    """Completed trials, best first, in the leaderboard's order (ties on the objective broken as
-    the leaderboard breaks them), so the exported model is the leaderboard's first row.
+    """Completed trials in the leaderboard's order (ties on the objective broken as the
+    leaderboard breaks them), with the trial `--select` picks first: the best with
+    `--select best`, the cheapest trial tied with it with `--select one-se`
+    (`tuner.project.rows.Ranking.pick`). The export takes the first, so it is the trial the
+    leaderboard marks as exported.
 
     `get_best_trials` pads with unfinished trials (docs/design.md §3): only completed ones count.
     """
     trials = tuner.oracle.get_best_trials(len(tuner.oracle.trials))
     done = {t.trial_id: t for t in trials if t.status == kt.engine.trial.TrialStatus.COMPLETED}
-    board = read_ranking(tuner.context.config.project_dir)
+    config = tuner.context.config
+    board = read_ranking(config.project_dir)
     ranked = [done[row.trial_id] for row in board.rows if row.trial_id in done]
+    pick = board.pick(config.select)
+    if pick is not None and pick.trial_id in done:
+        ranked.remove(done[pick.trial_id])
+        ranked.insert(0, done[pick.trial_id])
     return ranked + [t for t in done.values() if t not in ranked]

@@ -16,8 +16,8 @@ __getattr__, __dir__ = exports(
         "TrialSummary": "layout",
         "PhaseSummary": "layout",
         "read_run": "layout",
-        "Ranking": "trials",
-        "Row": "trials",
+        "Ranking": "rows",
+        "Row": "rows",
         "read_ranking": "trials",
     },
 )

@@ -2,10 +2,22 @@
 
 This module owns reading a finished or running search from disk. It reads the JSON files directly
 (`run.json`, `trials/trial_<id>/trial.json` as KerasTuner 1.4.8 writes it, and our engine's
-`trials/trial_<id>/summary.json` through `tuner.project.layout.TrialSummary`) and never imports
-TensorFlow, Keras or KerasTuner: importing `keras_tuner` loads TensorFlow, which would make every
-look at a running search cost seconds. `read_ranking` gives a `Ranking`, plain data;
-`tuner.ui.board` shows it (its `Board` is a `Ranking` that renders itself).
+`trials/trial_<id>/summary.json` through `tuner.project.layout.TrialSummary`, and the exported
+model's `test.json`) and never imports TensorFlow, Keras or KerasTuner: importing `keras_tuner` loads
+TensorFlow, which would make every look at a running search cost seconds. `read_ranking` gives a
+`Ranking`, plain data; `tuner.ui.board` shows it (its `Board` is a `Ranking` that renders itself).
+
+The ranking is the one the export follows (`tuner.engine.transfer.completed_trials` reads it):
+
+1. A trial's score is its objective at its best epoch (summary.json `best`), else KerasTuner's
+   score (older projects; KerasTuner's score may be a composite of the objective and its
+   tiebreak, which is for the oracle, not for people).
+2. Trials rank by score, ties by `TIEBREAK` at the best epoch, then by trial id.
+3. Each trial's 95 % interval is summary.json's `interval`; for an older project ranked by
+   val_accuracy whose validation size is known, Wilson's. Ties with the best, the one-se pick and
+   the exported trial follow from it (`tuner.project.selection`).
+
+`Row` and `Ranking`, and their JSON and CSV forms, are `tuner.project.rows`' (re-exported here).
 """
 
 from __future__ import annotations
@@ -14,28 +26,41 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.config import TIEBREAK
+from tuner.config import SELECTIONS, TIEBREAK
 from tuner.errors import TunerError
 from tuner.hp import schedule, searched
 from tuner.project.csvtext import read_csv as read_csv  # re-exported: the reader of to_csv
-from tuner.project.csvtext import write_csv
 from tuner.project.layout import (
     RUN_FILE,
+    TEST_FILE,
     TRIAL_FILE,
     TRIALS_DIR,
     TrialSummary,
     failure_reason,
+    integer,
     number,
     one_line,
 )
 
+# Re-exported: callers take the leaderboard's data (`tuner.project.rows`) and its cost rule
+# (`tuner.project.selection`) from the module that reads them.
+from tuner.project.rows import Ranking as Ranking
+from tuner.project.rows import Row as Row
+from tuner.project.rows import record_columns as record_columns
+from tuner.project.rows import rows_from_json as rows_from_json
+from tuner.project.rows import to_csv as to_csv
+from tuner.project.rows import to_json as to_json
+from tuner.project.selection import cost as cost
+from tuner.project.selection import mark
+
 __all__ = [
     "Ranking",
     "Row",
+    "cost",
     "read_ranking",
     "merge",
     "read_csv",
@@ -49,78 +74,6 @@ COMPLETED = "COMPLETED"
 RUNNING = frozenset({"RUNNING", "IDLE"})
 FAILED = frozenset({"FAILED", "INVALID"})
 UNREADABLE = "UNREADABLE"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One trial of the search, as the leaderboard shows it."""
-
-    rank: int | None  # 1.. for completed trials in objective order; None for every other trial
-    trial_id: str  # KerasTuner's id, e.g. "03"; the folder is trials/trial_<id>
-    status: str  # KerasTuner's status ("COMPLETED", "RUNNING", "FAILED", ...) or "UNREADABLE"
-    score: float | None  # the objective's best value, as KerasTuner recorded it
-    val_accuracy_head: float | None  # after phase 1 (new head on the frozen backbone)
-    val_accuracy_finetune: float | None  # after phase 2; None when the trial had no phase 2
-    hyperparameters: dict[str, Any]  # the searched values, without KerasTuner's `tuner/...` ones
-    epochs: int | None  # epochs run over both phases; None without summary.json
-    seconds_head: float | None  # wall time of phase 1
-    seconds_finetune: float | None  # wall time of phase 2
-    reason: str | None  # one line saying why the trial failed (at most about 100 characters)
-    # KerasTuner's `tuner/...` values (Hyperband's `tuner/epochs`, `tuner/trial_id`, ...), kept
-    # apart because they describe the schedule, not the model, and would crowd the table.
-    tuner_values: dict[str, Any] = field(default_factory=dict)
-    # The tie-breaking metric at the trial's best epoch (`TIEBREAK`), from summary.json.
-    tiebreak: float | None = None
-    # Why phase 2 was skipped (`--finetune-contenders`); None when it ran or was never planned.
-    finetune_skipped: str | None = None
-    # The project the trial belongs to (its folder's name); several when leaderboards are merged.
-    project: str | None = None
-    # Each phase's metrics at its best epoch (loss, accuracy, val_loss, val_accuracy).
-    metrics_head: dict[str, float] = field(default_factory=dict)
-    metrics_finetune: dict[str, float] = field(default_factory=dict)
-    epochs_head: int | None = None  # epochs run in phase 1; None without summary.json
-    epochs_finetune: int | None = None  # epochs run in phase 2 (0 when it did not run)
-    best_epoch: int | None = None  # the epoch the checkpoint holds, from 1 across both phases
-    # The objective after every epoch of each phase: the learning curve.
-    curve_head: tuple[float | None, ...] = ()
-    curve_finetune: tuple[float | None, ...] = ()
-
-    @property
-    def curve(self) -> tuple[float | None, ...]:
-        """The objective after every epoch, both phases on one axis."""
-        return self.curve_head + self.curve_finetune
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Row:
-        """A row from `dataclasses.asdict` (the rows of `to_json`)."""
-        data = dict(data)
-        for name in ("curve_head", "curve_finetune"):
-            data[name] = tuple(data.get(name) or ())
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """All trials of one search (or of several, `merge`d), in leaderboard order: what
-    `read_ranking` read, as plain data. `tuner.ui.board.Board` is the one that shows itself."""
-
-    objective: str  # the metric trials are ranked by, e.g. "val_accuracy"
-    direction: str  # "max" or "min"
-    rows: tuple[Row, ...]  # completed by score, then running, then failed and others
-    run: dict[str, Any]  # the contents of run.json; empty when the file is missing
-    # Merged leaderboards (`merge`): each project's name and its run.json. One project: its own.
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def projects(self) -> tuple[str, ...]:
-        """The projects the rows come from, in the order they were given."""
-        return tuple(self.runs)
-
-    def records(self) -> list[dict[str, Any]]:
-        """One flat dict per row, best first, every row with the same keys (`record_columns`):
-        what `to_csv` writes and `read_csv` reads back."""
-        columns = record_columns(self)
-        return [{name: _record_value(row, name) for name in columns} for row in self.rows]
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,19 +131,25 @@ def read_ranking(project_dir: str | os.PathLike[str]) -> Ranking:
         )
 
     name = project_name(root)
+    facts = _ProjectFacts(
+        objective, _class_names(run.get("class_names")), _validation_size(root, run)
+    )
     rows = [
         dataclasses.replace(
-            _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, objective),
+            _make_row(trial_id, state, trials_dir / f"trial_{trial_id}", error, facts),
             project=name,
         )
         for trial_id, state, error in states
     ]
+    select = run.get("select") if run.get("select") in SELECTIONS else "best"
+    test = _read_test(root / TEST_FILE)
     return Ranking(
         objective=objective,
         direction=direction,
-        rows=_rank(rows, direction, objective),
+        rows=mark(_rank(rows, direction, objective), select),
         run=run,
         runs={name: run},
+        tests={name: test} if test is not None else {},
     )
 
 
@@ -218,6 +177,7 @@ def merge(boards: list[Ranking]) -> Ranking:
             "projects searched with the same --objective"
         )
     runs: dict[str, dict[str, Any]] = {}
+    tests: dict[str, dict[str, Any]] = {}
     rows: list[Row] = []
     for board in boards:
         renamed: dict[str | None, str] = {}
@@ -229,6 +189,8 @@ def merge(boards: list[Ranking]) -> Ranking:
                 suffix += 1
             runs[unique] = run
             renamed[name] = unique
+            if name in board.tests:
+                tests[unique] = board.tests[name]
         rows += [
             dataclasses.replace(row, rank=None, project=renamed.get(row.project, row.project))
             for row in board.rows
@@ -238,9 +200,12 @@ def merge(boards: list[Ranking]) -> Ranking:
     return Ranking(
         objective=first.objective,
         direction=first.direction,
-        rows=_rank(rows, first.direction, first.objective, order),
+        # Ties are against the best of all projects; each project exported its own trial, so no
+        # row of the merged table is "the" export.
+        rows=mark(_rank(rows, first.direction, first.objective, order), None),
         run={},
         runs=runs,
+        tests=tests,
     )
 
 
@@ -261,6 +226,48 @@ def _read_run(path: Path) -> dict[str, Any]:
     if not isinstance(run, dict):
         raise TunerError(f"{path}: expected a JSON object, but got {type(run).__name__}")
     return run
+
+
+def _read_test(path: Path) -> dict[str, Any] | None:
+    # test.json is written atomically once the export was scored; a project without one (no
+    # --test-data, or an older engine) has no test figures, and one that cannot be read is
+    # treated the same rather than hiding the trials.
+    try:
+        test = _read_json(path)
+    except (OSError, ValueError):
+        return None
+    return test if isinstance(test, dict) else None
+
+
+def _class_names(names: Any) -> tuple[str, ...]:
+    return tuple(map(str, names)) if isinstance(names, list) else ()
+
+
+def _validation_size(root: Path, run: dict[str, Any]) -> int | None:
+    # How many validation images scored each trial, for an older project's Wilson interval (a
+    # new one records its interval, and its size, in summary.json). run.json's `val_images` when
+    # a writer records it, else the counts the default export's metadata.json records.
+    size = integer(run.get("val_images"))
+    if size:
+        return size
+    try:
+        metadata = _read_json(root / "export" / "metadata.json")
+    except (OSError, ValueError):
+        return None
+    counts = _get(metadata, "data", "counts", "val")
+    if not isinstance(counts, dict):
+        return None
+    values = [integer(count) for count in counts.values()]
+    return sum(values) if values and None not in values else None  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _ProjectFacts:
+    """What every row of one project is read with."""
+
+    objective: str
+    class_names: tuple[str, ...]  # run.json's, in label order; empty when unknown
+    validation_size: int | None  # images in the validation split, when known
 
 
 def _objective_from_trials(
@@ -303,10 +310,12 @@ def _make_row(
     state: dict[str, Any] | None,
     trial_dir: Path,
     error: str | None,
-    objective: str = "",
+    facts: _ProjectFacts | None = None,
 ) -> Row:
     if state is None:
         return _empty_row(trial_id, UNREADABLE, one_line(error))
+    facts = facts or _ProjectFacts("", (), None)
+    objective = facts.objective
     values = _get(state, "hyperparameters", "values")
     values = values if isinstance(values, dict) else {}
     found, summary_error = TrialSummary.read(trial_dir)
@@ -314,11 +323,18 @@ def _make_row(
     reason = failure_reason(summary.reason, state.get("message")) or summary_error
     tie = TIEBREAK.get(objective, ("", ""))[0]
     head, finetune = summary.phase1, summary.phase2
+    best = summary.best or {}
+    # The objective itself, not KerasTuner's score: the oracle may rank by a composite.
+    score = number(best.get(objective)) if objective else None
+    if score is None:
+        score = number(state.get("score"))
+    per_class = summary.per_class or {}
+    images = integer(per_class.get("images"))
     return Row(
         rank=None,
         trial_id=str(state.get("trial_id", trial_id)),
         status=str(state.get("status") or UNREADABLE),
-        score=number(state.get("score")),
+        score=score,
         val_accuracy_head=summary.phase1.val_accuracy if summary.phase1 else None,
         val_accuracy_finetune=summary.phase2.val_accuracy if summary.phase2 else None,
         hyperparameters=searched(values),
@@ -336,7 +352,41 @@ def _make_row(
         best_epoch=summary.best_epoch,
         curve_head=_curve(head, objective),
         curve_finetune=_curve(finetune, objective),
+        metrics_best={str(k): v for k, v in best.items() if number(v) is not None},
+        recall=_recall(per_class.get("recall"), facts.class_names),
+        confusion=_confusion(per_class.get("confusion")),
+        validation_images=images,
+        interval=_interval(summary.interval, objective, score, images or facts.validation_size),
     )
+
+
+def _recall(values: Any, class_names: tuple[str, ...]) -> dict[str, float | None]:
+    # By class name, so that CSV columns and merged projects line up by class; by label index
+    # when run.json does not name as many classes.
+    if not isinstance(values, list):
+        return {}
+    names = class_names if len(class_names) == len(values) else tuple(map(str, range(len(values))))
+    return {name: number(value) for name, value in zip(names, values, strict=True)}
+
+
+def _confusion(matrix: Any) -> list[list[int]] | None:
+    if not isinstance(matrix, list) or not all(isinstance(line, list) for line in matrix):
+        return None
+    return [[integer(count) or 0 for count in line] for line in matrix]
+
+
+def _interval(
+    recorded: list[float] | None, objective: str, score: float | None, images: int | None
+) -> tuple[float, float] | None:
+    if recorded is not None:
+        return (recorded[0], recorded[1])
+    if objective != "val_accuracy" or score is None or not math.isfinite(score) or not images:
+        return None
+    # An older project: accuracy is a count of correct images, so Wilson's interval follows from
+    # the score and the validation size alone. NumPy (under tuner.metrics) loads only here.
+    from tuner.metrics import wilson
+
+    return wilson(round(score * images), images)
 
 
 def _curve(phase: Any, objective: str) -> tuple[float | None, ...]:
@@ -418,104 +468,3 @@ def _rank(
         dataclasses.replace(row, rank=position if _is_ranked(row) else None)
         for position, row in enumerate(sorted(rows, key=key), 1)
     )
-
-
-def to_json(board: Ranking) -> str:
-    """Returns the leaderboard as JSON: objective, direction, each project's run.json and one
-    object per row (every field of `Row`; `rows_from_json` reads them back).
-
-    Non-finite numbers (a NaN score) become `null` so that any JSON parser can read the output.
-
-    Args:
-        board: The trials, from `read_ranking` or `merge`.
-
-    Returns:
-        The JSON text, indented by two spaces.
-    """
-    data = {
-        "objective": board.objective,
-        "direction": board.direction,
-        "run": board.run,
-        "runs": board.runs,
-        "rows": [dataclasses.asdict(row) for row in board.rows],
-    }
-    return json.dumps(_finite(data), indent=2, allow_nan=False)
-
-
-def rows_from_json(text: str) -> list[Row]:
-    """The rows of `to_json`'s output."""
-    return [Row.from_dict(row) for row in json.loads(text)["rows"]]
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-# --------------------------------------------------------------------------------------------
-# Records and CSV
-
-_FIRST_COLUMNS = ("project", "rank", "trial_id", "status", "score")
-_LAST_COLUMNS = (
-    "epochs",
-    "epochs_head",
-    "epochs_finetune",
-    "best_epoch",
-    "seconds_head",
-    "seconds_finetune",
-    "finetune_skipped",
-    "reason",
-    "curve_head",
-    "curve_finetune",
-)
-
-
-def record_columns(board: Ranking) -> list[str]:
-    """The keys of every record: the row's identity and score; each hyperparameter by its name
-    ("head/units"), KerasTuner's schedule values ("tuner/epochs") after them; each metric of
-    each phase's best epoch ("val_accuracy_head", "val_accuracy_finetune"); epochs, times,
-    status notes and both learning curves."""
-    hps: dict[str, None] = {}
-    schedule_values: dict[str, None] = {}
-    metrics: dict[str, None] = {}
-    for row in board.rows:
-        hps.update(dict.fromkeys(row.hyperparameters))
-        schedule_values.update(dict.fromkeys(row.tuner_values))
-        metrics.update(dict.fromkeys(row.metrics_head))
-        metrics.update(dict.fromkeys(row.metrics_finetune))
-    return [
-        *_FIRST_COLUMNS,
-        *hps,
-        *schedule_values,
-        *(f"{name}_head" for name in metrics),
-        *(f"{name}_finetune" for name in metrics),
-        *_LAST_COLUMNS,
-    ]
-
-
-def _record_value(row: Row, column: str) -> Any:
-    if column in row.hyperparameters:
-        return _finite(row.hyperparameters[column])
-    if column in row.tuner_values:
-        return _finite(row.tuner_values[column])
-    if "/" in column:  # a hyperparameter this row does not have (a conditional one)
-        return None
-    if column in ("curve_head", "curve_finetune"):
-        return [_finite(value) for value in getattr(row, column)]
-    if column in _FIRST_COLUMNS or column in _LAST_COLUMNS:
-        return _finite(getattr(row, column))
-    for suffix, metrics in (("_head", row.metrics_head), ("_finetune", row.metrics_finetune)):
-        if column.endswith(suffix) and column[: -len(suffix)] in metrics:
-            return _finite(number(metrics[column[: -len(suffix)]]))
-    return None  # a metric this row's phase did not log
-
-
-def to_csv(board: Ranking) -> str:
-    """The leaderboard's records as CSV, one row per trial, with a header (`tuner.project.csvtext`):
-    `read_csv` gives back exactly `board.records()`."""
-    return write_csv(record_columns(board), board.records())

@@ -25,6 +25,7 @@ from rich.table import Table
 from tuner import hp
 from tuner.errors import TunerError
 from tuner.hp import format_value
+from tuner.project.layout import number
 from tuner.project.trials import (
     FAILED,
     RUNNING,
@@ -37,11 +38,14 @@ from tuner.project.trials import (
     to_json,
 )
 from tuner.ui.boardtext import (
+    EXPORT_MARK,
     MISSING,
     caption,
+    format_interval,
     format_metric,
     format_seconds,
     sparkline,
+    versus_best,
 )
 
 __all__ = [
@@ -123,27 +127,39 @@ def load(*project_dirs: str | os.PathLike[str]) -> Board:
 def build_table(board: Ranking, *, title: str | None = None, width: int | None = None) -> Table:
     """Builds the leaderboard as a rich table, without printing it.
 
-    The columns are the rank, trial id, status, the objective, validation accuracy after each
-    phase, one column per searched hyperparameter, epochs and the time of each phase. The best
-    trial's row is bold; the caption gives the weights, augmentation, trial counts, the best trial
-    and one line per failed trial saying why it failed.
+    The columns are the rank, trial id (marked `*` for the trial the export takes), status, the
+    objective at the best epoch, its 95 % interval, how the trial stands against the best
+    ("best", "tied" when its interval holds the best score, "one-se" for the cheapest tied
+    trial), accuracy and balanced accuracy at the best epoch when some trial's differ by more
+    than a point (`BALANCE_GAP`), validation accuracy after each phase, one column per searched
+    hyperparameter, epochs, the time of each phase and the learning curve. The best trial's row
+    is bold; the caption gives the weights, augmentation, trial counts, the best trial, the ties
+    and the one-se pick, the exported trial and why, one line per failed trial saying why it
+    failed, and the test set's figures when the project has them.
 
     Args:
         board: The trials, from `load` or `tuner.project.trials.read_ranking`.
         title: A title above the table. Defaults to one naming the objective and its direction.
         width: The width to fit, in characters. When the table is wider, the least important
-            columns (epochs, then the times, then the per-phase accuracies) are left out and the
-            caption names them; the rank, objective and hyperparameters always stay. Defaults to
-            `None`: every column is shown.
+            columns (epochs, then the times, the curve, the per-phase accuracies, the interval,
+            then accuracy and balanced accuracy; `_HIDE_ORDER`) are left out and the caption
+            names them; the rank, objective, "vs best" and hyperparameters always stay.
+            Defaults to `None`: every column is shown.
 
     Returns:
         The table, ready for `Console.print`.
     """
     columns = _columns(board)
+    # A column with no value in any row (no interval in an older project) says nothing: it goes
+    # first.
+    empty = [c.header for c in columns if c.header in _HIDE_ORDER and set(c.cells) <= {MISSING}]
+    order = [*empty, *(header for header in _HIDE_ORDER if header not in empty)]
     hidden: list[str] = []
-    for header in _HIDE_ORDER:
+    for header in order:
         if width is None or _table_width(columns) <= width:
             break
+        if not any(column.header == header for column in columns):
+            continue
         columns = [column for column in columns if column.header != header]
         hidden.append(header)
 
@@ -195,8 +211,48 @@ class _Column:
 
 
 # Columns left out first when the table does not fit: each says less about a trial than the ones
-# after it, and all of them are in the JSON output.
-_HIDE_ORDER = ("epochs", "ft time", "head time", "curve", "val acc head", "val acc fine-tune")
+# after it, and all of them are in the JSON output. The interval goes before accuracy and
+# balanced accuracy: its verdict stays in "vs best".
+INTERVAL_HEADER = "95% interval"
+_HIDE_ORDER = (
+    "epochs",
+    "ft time",
+    "head time",
+    "curve",
+    "val acc head",
+    "val acc fine-tune",
+    INTERVAL_HEADER,
+    "val acc",
+    "val bal acc",
+)
+
+ACCURACY = "val_accuracy"
+BALANCED_ACCURACY = "val_balanced_accuracy"
+# Accuracy and balanced accuracy are both shown when, for some trial, they differ by more than
+# this: the classes are imbalanced enough for accuracy alone to mislead.
+BALANCE_GAP = 0.01
+
+
+def _accuracies_differ(rows: tuple[Row, ...]) -> bool:
+    for row in rows:
+        accuracy = number(row.metrics_best.get(ACCURACY))
+        balanced = number(row.metrics_best.get(BALANCED_ACCURACY))
+        if accuracy is not None and balanced is not None and abs(accuracy - balanced) > BALANCE_GAP:
+            return True
+    return False
+
+
+def _accuracy_columns(board: Ranking) -> list[_Column]:
+    # Beside the objective: whichever of accuracy and balanced accuracy it is not.
+    if not _accuracies_differ(board.rows):
+        return []
+    return [
+        _Column(
+            header, [format_metric(number(r.metrics_best.get(metric))) for r in board.rows], False
+        )
+        for header, metric in (("val acc", ACCURACY), ("val bal acc", BALANCED_ACCURACY))
+        if metric != board.objective
+    ]
 
 
 def _columns(board: Ranking) -> list[_Column]:
@@ -212,9 +268,12 @@ def _columns(board: Ranking) -> list[_Column]:
     return [
         _Column("#", [str(r.rank) if r.rank is not None else missing for r in rows], False),
         *project,
-        _Column("trial", [r.trial_id for r in rows], True),
+        _Column("trial", [r.trial_id + (EXPORT_MARK if r.exported else "") for r in rows], True),
         _Column("status", [r.status.lower() for r in rows], True),
         _Column(board.objective, [format_metric(r.score) for r in rows], False),
+        _Column(INTERVAL_HEADER, [format_interval(r.interval) for r in rows], False),
+        _Column("vs best", [versus_best(r) for r in rows], True),
+        *_accuracy_columns(board),
         _Column("val acc head", [format_metric(r.val_accuracy_head) for r in rows], False),
         _Column(
             "val acc fine-tune",
@@ -317,6 +376,8 @@ def _natural_width(board: Ranking) -> int:
 def _row_style(row: Row) -> str:
     if row.rank == 1:
         return "bold green"
+    if row.exported:
+        return "bold"
     if row.status in FAILED or row.status == UNREADABLE:
         return "red"
     if row.status in RUNNING:
