@@ -266,3 +266,12 @@ def test_a_refit_augments_as_the_search_did(one_trial, monkeypatch):
     assert [layer.name for layer in trained.layers if "augment" in layer.name] == ["augment_flip"]
     assert not [layer.name for layer in exported.layers if "augment" in layer.name]
     assert served is exported
+
+
+def test_the_best_head_epoch_is_found_on_the_metrics_its_history_holds():
+    summary = _summary("00", 6, head=[0.6, 0.9, 0.8, 0.7], finetune=[0.91, 0.95])
+    assert summary.phase1 is not None
+    summary.phase1.best["val_macro_f1"] = 0.5  # a metric the history does not log
+    assert _epochs(Link("00", summary)).head == 2
+    summary.phase1.history.clear()  # no history: the epochs phase 1 ran
+    assert _epochs(Link("00", summary)).head == 4

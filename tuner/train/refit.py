@@ -173,18 +173,18 @@ def _best_head_epoch(summary: TrialSummary, epochs_head: int) -> int:
     """The best phase-1 epoch of a trial whose best epoch is in phase 2: fine-tuning started
     from that head (`tuner.train.trial.train_trial`).
 
-    It is the first epoch of phase 1's history whose logs are the phase's best logs (the
-    recorder keeps the first of equal epochs); where the history does not hold them, the epochs
-    phase 1 ran.
+    It is the first epoch of phase 1's history whose logs are the phase's best logs, compared on
+    the metrics both hold (the recorder keeps the first of equal epochs); where the history does
+    not hold them, the epochs phase 1 ran.
     """
     phase1 = summary.phase1
     if phase1 is None:
         return epochs_head
-    if phase1.best:
-        for logs in phase1.history:
-            epoch = integer(logs.get("epoch"))
-            if epoch is not None and all(logs.get(k) == v for k, v in phase1.best.items()):
-                return min(epoch, epochs_head)
+    for logs in phase1.history:
+        epoch = integer(logs.get("epoch"))
+        shared = [k for k in phase1.best if k in logs and k != "epoch"]
+        if epoch is not None and shared and all(logs[k] == phase1.best[k] for k in shared):
+            return min(epoch, epochs_head)
     return phase1.epochs or epochs_head
 
 
