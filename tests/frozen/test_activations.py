@@ -84,6 +84,39 @@ def test_augmentation_caches_views_and_is_reported(search_config, tmp_path, fixe
     assert json.loads((tmp_path / "export" / "metadata.json").read_text())["augment"] is True
 
 
+def test_the_first_view_is_the_clean_image(search_config, prepared):
+    from tuner.frozen.features import describe_training
+
+    config = search_config(augment=True, augment_views=3, cache_dtype="float32")
+    bench = prepared(config)
+    session = bench.features.session("tiny")
+    n = len(bench.data.train)
+    views = np.asarray(session.features("train", session.last)).reshape(3, n, -1)
+    plain = prepared(config.replace(augment=False)).features.session("tiny")
+    clean = np.asarray(plain.features("train", plain.last)).reshape(n, -1)
+    np.testing.assert_allclose(views[0], clean, rtol=1e-5, atol=1e-6 * np.abs(clean).max())
+    for view in views[1:]:
+        assert not np.allclose(view, clean), "the other views should be augmented"
+    (line,) = describe_training(bench.config, bench.features)
+    assert "3 views per image, the clean one and 2 augmented (rotate, zoom)" in line
+    (off,) = describe_training(config.replace(cache=False), bench.features)
+    assert off.endswith("every training image augmented (rotate, zoom)")
+
+
+def test_an_entry_augmented_with_other_operations_is_never_reused(search_config, prepared):
+    flipped = search_config(augment=True, augment_views=2, augmentations=("flip", "rotate"))
+    session = prepared(flipped).features.session("tiny")
+    session.features("train", session.last)
+    key = session.cache_key("train", session.last)
+    assert key["augment"]["operations"] == ["flip", "rotate"]
+    default = prepared(flipped.replace(augmentations=("rotate", "zoom"))).features.session("tiny")
+    other = default.cache_key("train", default.last)
+    assert other["augment"]["operations"] == ["rotate", "zoom"] and other != key
+    name = f"tiny-32-train-cut{default.last}"
+    assert default.cache.lookup(name, other) is None
+    assert default.cache.lookup(name, key) is not None
+
+
 def test_export_predicts_what_the_cached_path_predicts(
     search_config, tmp_path, fixed_space, prepared
 ):

@@ -51,3 +51,44 @@ def test_a_linear_head_has_no_hidden_layer_and_saves_in_safe_mode(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(features, verbose=0), head.predict(features, verbose=0)
     )
+
+
+def test_augmentation_builds_only_the_operations_asked_in_a_fixed_order():
+    from tuner.models.network import augmentation_layers
+
+    def names(operations) -> list[str]:
+        return [layer.name for layer in augmentation_layers(0, operations)]
+
+    assert names(("rotate", "zoom")) == ["augment_rotation", "augment_zoom"]
+    assert names(("zoom", "flip")) == ["augment_flip", "augment_zoom"]
+    assert names(("flip", "rotate", "zoom")) == ["augment_flip", "augment_rotation", "augment_zoom"]
+    with pytest.raises(ValueError, match="Unknown augmentation shear"):
+        augmentation_layers(0, ("shear",))
+
+
+def test_an_operation_transforms_the_same_with_or_without_the_others():
+    from tuner.models.network import augmentation_layers
+
+    images = np.random.default_rng(0).random((4, 16, 16, 3)).astype("float32") * 255
+    (alone,) = augmentation_layers(5, ("rotate",))
+    _, among = augmentation_layers(5, ("flip", "rotate"))
+    np.testing.assert_array_equal(
+        np.asarray(alone(images, training=True)), np.asarray(among(images, training=True))
+    )
+
+
+def test_the_classifier_flips_only_when_asked():
+    import keras
+
+    from tuner.models.network import build_classifier
+
+    def augmenting(**kwargs) -> list[str]:
+        inputs = keras.Input((8, 8, 3))
+        backbone = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+        head = build_head(3, units=0, dropout=0.0, n_classes=2)
+        model = build_classifier(backbone, head, image_size=8, preprocessing="none", **kwargs)
+        return [layer.name for layer in model.layers if layer.name.startswith("augment")]
+
+    assert augmenting() == []  # no seed: no augmentation
+    assert augmenting(augment_seed=0) == ["augment_rotation", "augment_zoom"]  # the default
+    assert augmenting(augment_seed=0, augmentations=("flip",)) == ["augment_flip"]

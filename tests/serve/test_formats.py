@@ -279,7 +279,7 @@ def test_predict_and_export_refuse_bad_input_with_one_line_and_exit_2(searched, 
     assert status == 2 and "not an image" in stdout
 
 
-def test_refit_trains_the_trials_epochs_on_train_and_val_and_says_so(searched, tmp_path):
+def test_refit_trains_to_the_best_epoch_on_train_and_val_and_says_so(searched, tmp_path):
     import keras
 
     from tuner import export
@@ -297,9 +297,12 @@ def test_refit_trains_the_trials_epochs_on_train_and_val_and_says_so(searched, t
     refit = metadata["refit"]
     assert refit["from_trial"] == best.trial_id
     assert refit["images"] == refit["train_images"] + refit["val_images"] == 30
-    assert refit["epochs_head"] == summary["phase1"]["epochs"]
+    # The epochs up to the best epoch (--epochs-head 2, then phase 2), not the epochs run.
+    best_epoch = summary["best_epoch"]
+    assert refit["epochs"]["best_epoch"] == best_epoch
+    assert 1 <= refit["epochs_head"] <= min(best_epoch, 2)
     finetuned = best.hyperparameters["finetune/unfreeze_blocks"] > 0
-    assert refit["epochs_finetune"] == (summary["phase2"]["epochs"] if finetuned else 0)
+    assert refit["epochs_finetune"] == (max(best_epoch - 2, 0) if finetuned else 0)
     assert (
         "Refit: retrained on the training and validation images" in (out / "README.md").read_text()
     )

@@ -158,9 +158,13 @@ class BackboneSession:
             "source": self.source_of(cut),
             "layers": len(self.model.layers),
             "dtype": config.cache_dtype,
-            # The augmented views depend on the seed and on the batches they were drawn in.
+            # The augmented views depend on the operations, the seed and the batches they were
+            # drawn in. View 0 is the clean image: an entry from before it was (every view
+            # augmented, flip always on) has no "operations" and is never read back.
             "augment": {
                 "views": config.augment_views,
+                "operations": list(config.augmentations),
+                "clean_view": 0,
                 "seed": config.seed,
                 "batch": build_batch(config),
             }
@@ -177,7 +181,8 @@ class BackboneSession:
         """The frozen output at `cut` for every train or val image, from the cache or built now.
 
         The pooled backbone output (phase 1) is the output of the last layer, `cut == self.last`.
-        With augmentation, the train entry holds `augment_views` blocks of rows (view-major).
+        With augmentation, the train entry holds `augment_views` blocks of rows (view-major):
+        the first the clean images, the others augmented by `--augment`'s operations.
         A derived entry is built together with every other derived entry of `which` that is
         missing (`_build_derived`).
         """
@@ -253,8 +258,9 @@ class BackboneSession:
         ):
             bottom = self.model if cut == self.last else self.split(cut)[0]
             model = with_preprocessing(bottom, self.spec, self.size)
+            config = self.context.config
             augmenter = (
-                keras.Sequential(augmentation_layers(self.context.config.seed))
+                keras.Sequential(augmentation_layers(config.seed, config.augmentations))
                 if self._augmented(which)
                 else None
             )
@@ -418,13 +424,21 @@ def _strategy_context() -> Any:
 def pixel_batches(
     pixels: np.ndarray, batch: int, *, views: int = 1, augmenter: keras.Model | None = None
 ) -> Iterator[np.ndarray]:
-    """Batches of `pixels` as stored (uint8); with an `augmenter`, `views` augmented passes
-    (view-major), as float32."""
-    for _view in range(views if augmenter is not None else 1):
+    """Batches of `pixels` as stored (uint8); with an `augmenter`, `views` passes (view-major) as
+    float32: the first of the clean images, the others augmented.
+
+    The clean view keeps what validation and test images look like among the training rows, so
+    the feature statistics and the linear head, fitted on every view, see it too. Its float32
+    values are the uint8 pixels exactly, so its features are the un-augmented ones.
+    """
+    for view in range(views if augmenter is not None else 1):
         for start in range(0, len(pixels), batch):
             xb = np.asarray(pixels[start : start + batch])
             if augmenter is not None:
-                xb = np.asarray(augmenter(xb.astype("float32"), training=True))
+                # One dtype for every batch: the frozen pass is traced for the first one's.
+                xb = xb.astype("float32")
+                if view:
+                    xb = np.asarray(augmenter(xb, training=True))
             yield xb
 
 

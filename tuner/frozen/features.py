@@ -255,11 +255,20 @@ def stochastic_layers(model: keras.Model) -> list[str]:
 
 def describe_training(config: SearchConfig, features: Features) -> list[str]:
     """What the user should know about how trials train: cached or not, and why it matters."""
+    operations = ", ".join(config.augmentations)
     if not config.cache:
-        return ["cache off (--no-cache): every epoch runs the whole backbone"]
+        return [
+            "cache off (--no-cache): every epoch runs the whole backbone"
+            + (f"; every training image augmented ({operations})" if config.augment else "")
+        ]
     lines = [
         f"cache on ({config.resolved_cache_dir}): the frozen backbone runs once per image"
-        + (f"; {config.augment_views} augmented views per image" if config.augment else "")
+        + (
+            f"; {config.augment_views} views per image, the clean one and "
+            f"{config.augment_views - 1} augmented ({operations})"
+            if config.augment
+            else ""
+        )
     ]
     for name in config.backbones:
         noisy = stochastic_layers(features.session(name).model)

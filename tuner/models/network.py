@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tuner.config import DEFAULT_AUGMENTATIONS
 from tuner.models.preprocessing import preprocessing_layers
 
 HEAD_NAME = "head"
@@ -151,13 +152,36 @@ def build_head(
     return head
 
 
-def augmentation_layers(seed: int) -> list[keras.layers.Layer]:
-    """Flip, small rotation and zoom: builtin layers, active only in training."""
+def augmentation_layers(seed: int, operations: Sequence[str]) -> list[keras.layers.Layer]:
+    """The augmentation `operations` (of `tuner.config.AUGMENTATIONS`) as builtin layers, active
+    only in training, in a fixed order whatever the order asked: flip, rotate, zoom.
+
+    The horizontal flip is one of them only when asked: it changes a class defined by its
+    orientation (digits, text, arrows). Each layer draws from its own seed, so an operation
+    transforms the same way with or without the others.
+
+    Raises:
+        ValueError: an operation that is not one of these.
+    """
+    unknown = sorted(set(operations) - set(_AUGMENTATION_LAYERS))
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation {', '.join(unknown)}. Expected some of "
+            f"{', '.join(_AUGMENTATION_LAYERS)}."
+        )
     return [
-        keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
-        keras.layers.RandomRotation(0.05, seed=seed + 1, name="augment_rotation"),
-        keras.layers.RandomZoom(0.1, seed=seed + 2, name="augment_zoom"),
+        make(seed + offset)
+        for offset, (name, make) in enumerate(_AUGMENTATION_LAYERS.items())
+        if name in operations
     ]
+
+
+# The operations `--augment` can ask for (tuner.config.AUGMENTATIONS), each with its layer.
+_AUGMENTATION_LAYERS: dict[str, Callable[[int], keras.layers.Layer]] = {
+    "flip": lambda seed: keras.layers.RandomFlip("horizontal", seed=seed, name="augment_flip"),
+    "rotate": lambda seed: keras.layers.RandomRotation(0.05, seed=seed, name="augment_rotation"),
+    "zoom": lambda seed: keras.layers.RandomZoom(0.1, seed=seed, name="augment_zoom"),
+}
 
 
 def build_classifier(
@@ -167,15 +191,17 @@ def build_classifier(
     image_size: int,
     preprocessing: str,
     augment_seed: int | None = None,
+    augmentations: Sequence[str] = DEFAULT_AUGMENTATIONS,
 ) -> keras.Model:
     """The full model: raw RGB pixels (0-255) in, class probabilities out.
 
-    The backbone's own preprocessing runs inside, so callers never need it.
+    The backbone's own preprocessing runs inside, so callers never need it. With an
+    `augment_seed`, the `augmentations` layers (`augmentation_layers`) come first.
     """
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = inputs
     if augment_seed is not None:
-        for layer in augmentation_layers(augment_seed):
+        for layer in augmentation_layers(augment_seed, augmentations):
             x = layer(x)
     for layer in preprocessing_layers(preprocessing):
         x = layer(x)

@@ -43,9 +43,9 @@ class TrialContext(SearchContext):
         Args:
             values: the trial's hyperparameters.
             seed: the head's initialisation seed. Defaults to `--seed`.
-            augment: put the augmentation layers in front (they act only in training). Defaults
-                to `--augment`; models that are served or evaluated are built without them,
-                since a direct call `model(x)` would run them.
+            augment: put the layers of `--augment`'s operations in front (they act only in
+                training). Defaults to `--augment`; models that are served or evaluated are
+                built without them, since a direct call `model(x)` would run them.
         """
         config, features = self.config, self.features
         name = values.backbone
@@ -67,6 +67,7 @@ class TrialContext(SearchContext):
             image_size=features.image_sizes[name],
             preprocessing=spec.preprocessing,
             augment_seed=config.seed if augment else None,
+            augmentations=config.augmentations,
         )
         compile_model(model, values.head_lr, self.data.n_classes)
         return model
