@@ -145,6 +145,7 @@ LONGEST_FIRST = (
     "tests/test_notebook.py",  # a 20-trial search in a real Jupyter kernel
     "tests/test_api.py",  # a search in-process, then the commands as processes
     "tests/train/test_reuse.py",
+    "tests/train/test_refit.py",  # real refits after a shared search
 )
 
 

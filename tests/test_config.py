@@ -98,3 +98,9 @@ def test_an_older_config_json_reads_as_it_ran():
     old = config_from_json(json.dumps(data))
     assert (old.objective, old.class_weight) == ("val_accuracy", "none")
     assert old.augmentations == ("flip", "rotate", "zoom")  # every view was flipped then
+
+
+def test_augmenting_needs_a_view_besides_the_clean_one():
+    with pytest.raises(ConfigError, match="`--augment-views` must be >= 2 with --augment"):
+        _config(augment=True, augment_views=1)
+    _config(augment=True, augment_views=1, cache=False)  # the full model augments every epoch

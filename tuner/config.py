@@ -163,6 +163,13 @@ class SearchConfig:
         ):
             if getattr(self, name) not in allowed:
                 _refuse(name, f"must be one of {', '.join(allowed)}", getattr(self, name))
+        if self.augment and self.cache and self.augment_views < 2:
+            # View 0 of the cache is the clean image: one view would augment nothing.
+            _refuse(
+                "augment_views",
+                "must be >= 2 with --augment (the first cached view is the clean image)",
+                self.augment_views,
+            )
         unknown = [a for a in self.augmentations if a not in AUGMENTATIONS]
         if unknown or not self.augmentations:
             _refuse(
