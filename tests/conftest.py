@@ -144,6 +144,7 @@ LONGEST_FIRST = (
     "tests/engine/test_faults.py",  # killed and rerun searches
     "tests/test_notebook.py",  # a 20-trial search in a real Jupyter kernel
     "tests/test_api.py",  # a search in-process, then the commands as processes
+    "tests/train/test_trial.py",  # both paths, weighted and not, three ranked searches
     "tests/train/test_reuse.py",
     "tests/train/test_refit.py",  # real refits after a shared search
 )

@@ -55,3 +55,24 @@ def test_only_contenders_fine_tune(search_config, searched, fixed_space):
     text = " ".join(console.export_text().split())
     assert "skipped" in text
     assert "phase 2 skipped in" in text and "not among the 1 best so far" in text
+
+
+def test_head_only_scores_are_read_for_every_objective(tmp_path):
+    """`--finetune-contenders` judges by the search's objective, whichever it is."""
+    from tuner.config import OBJECTIVES
+    from tuner.engine.effort import head_scores, skip_reason
+    from tuner.project.layout import PhaseSummary, TrialSummary
+
+    for index, value in enumerate((0.6, 0.8)):
+        logs = {name: value for name in OBJECTIVES}
+        summary = TrialSummary(str(index), phase1=PhaseSummary(epochs=1, best=logs))
+        (tmp_path / f"trial_{index}").mkdir()
+        summary.write(tmp_path / f"trial_{index}")
+    for objective, direction in OBJECTIVES.items():
+        earlier = head_scores(sorted(tmp_path.glob("trial_*")), objective)
+        assert earlier == [0.6, 0.8]
+        worse = 0.7 if direction == "max" else 0.9
+        reason = skip_reason(
+            {objective: worse}, earlier, keep=1, objective=objective, direction=direction
+        )
+        assert reason is not None and objective in reason

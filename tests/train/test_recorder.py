@@ -58,3 +58,119 @@ def test_a_diverged_epoch_stops_the_trial_with_its_phase():
     recorder.phase = 2
     with pytest.raises(TrialError, match=r"diverged: loss became nan at epoch 3 \(phase 2\)"):
         recorder.on_epoch_end(2, {"loss": math.nan, "val_accuracy": 0.5})
+
+
+def _early_stop(patience: int, objective: str = "val_accuracy", direction: str = "max"):
+    from types import SimpleNamespace
+
+    from tuner.train.recorder import EarlyStop
+
+    stop = EarlyStop(objective, direction, patience)
+    stop.set_model(SimpleNamespace(stop_training=False))
+    return stop
+
+
+def _feed(stop, epochs) -> int:
+    """Feeds (objective, val_loss) pairs as epochs; returns how many ran before the stop."""
+    for epoch, (value, loss) in enumerate(epochs):
+        stop.on_epoch_end(epoch, {"loss": 0.1, stop.objective: value, "val_loss": loss})
+        if stop.model.stop_training:
+            return epoch + 1
+    return len(epochs)
+
+
+def test_a_plateau_of_the_objective_does_not_stop_while_val_loss_falls():
+    # val_accuracy stuck at 1.0 (or at the majority's rate) is a tie: val_loss decides.
+    assert _feed(_early_stop(1), [(1.0, 0.5), (1.0, 0.4), (1.0, 0.3), (1.0, 0.2)]) == 4
+    assert _feed(_early_stop(1), [(0.8, 0.5), (0.8, 0.45), (0.8, 0.41), (0.8, 0.4)]) == 4
+    # Keras's EarlyStopping on val_accuracy (min_delta 0), which this replaces, stops at once.
+    from types import SimpleNamespace
+
+    import keras
+
+    keras_stop = keras.callbacks.EarlyStopping("val_accuracy", patience=1, mode="max")
+    keras_stop.set_model(SimpleNamespace(stop_training=False))
+    keras_stop.on_train_begin()
+    keras_stop.objective = "val_accuracy"
+    assert _feed(keras_stop, [(1.0, 0.5), (1.0, 0.4), (1.0, 0.3), (1.0, 0.2)]) == 2
+
+
+def test_patience_counts_epochs_without_improvement_under_the_rule():
+    # Epoch 2 is the best; 3 and 4 tie on the objective with a higher val_loss, 5 is lower.
+    epochs = [(0.5, 0.9), (1.0, 0.5), (1.0, 0.6), (1.0, 0.5), (0.9, 0.1), (1.0, 0.4)]
+    assert _feed(_early_stop(1), epochs) == 3
+    assert _feed(_early_stop(2), epochs) == 4  # an equal val_loss is no improvement
+    assert _feed(_early_stop(3), epochs) == 5  # a lower objective is none either
+    assert _feed(_early_stop(4), epochs) == 6  # epoch 6 beats epoch 2 on the tiebreak
+    stop = _early_stop(2)
+    _feed(stop, epochs)
+    assert stop.stopped_epoch == 3  # counted from 0, as Keras counts
+    # A minimized objective: val_loss, ties broken by the higher val_accuracy.
+    loss = _early_stop(1, "val_loss", "min")
+    for epoch, (accuracy, value) in enumerate([(0.5, 0.4), (0.6, 0.4), (0.6, 0.4)]):
+        loss.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": value})
+    assert loss.model.stop_training and loss.stopped_epoch == 2
+    # An epoch without the objective neither improves nor counts.
+    quiet = _early_stop(1)
+    for epoch, logs in enumerate([{"val_accuracy": 0.5}, {"loss": 0.3}, {"val_accuracy": 0.6}]):
+        quiet.on_epoch_end(epoch, logs)
+    assert not quiet.model.stop_training and quiet.wait == 0
+
+
+def test_the_best_epoch_and_early_stopping_follow_one_rule():
+    from tuner.train.recorder import better
+
+    rule = {"objective": "val_balanced_accuracy", "direction": "max"}
+    tied = {"val_balanced_accuracy": 0.5, "val_loss": 0.3}
+    assert better({"val_balanced_accuracy": 0.6, "val_loss": 0.9}, tied, **rule)
+    assert better({"val_balanced_accuracy": 0.5, "val_loss": 0.2}, tied, **rule)
+    assert not better(dict(tied), tied, **rule)
+    assert not better({"val_balanced_accuracy": 0.5}, tied, **rule)  # no tiebreak: no win
+    for objective in ("val_macro_f1", "val_auc"):
+        assert better(
+            {objective: 0.7, "val_loss": 0.2}, {objective: 0.7, "val_loss": 0.3}, objective, "max"
+        )
+
+
+def test_validation_writes_its_metrics_into_the_logs_the_later_callbacks_get():
+    """Keras's CallbackList hands one logs dict to each callback in turn: what `Validation`
+    writes first, early stopping, the recorder and Keras's History all see."""
+    import keras
+    import numpy as np
+
+    from tuner.metrics import scores
+    from tuner.train.recorder import EarlyStop, Recorder, Validation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    labels = np.array([0, 1, 2] * 4)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    recorder = Recorder("val_macro_f1", "max", lambda: "pieces")
+    validation = Validation(x, labels, 3, recorder)
+    history = keras.callbacks.History()
+    stop = EarlyStop("val_macro_f1", "max", 1)
+    callbacks = keras.callbacks.CallbackList([validation, stop, recorder, history], model=model)
+    callbacks.on_train_begin()
+    callbacks.on_epoch_begin(0)
+    callbacks.on_epoch_end(0, {"loss": 0.7, "accuracy": 0.4})
+    figures = scores(model.predict(x, verbose=0), labels, 3)
+    logs = recorder.history[1][0]
+    assert set(logs) == {
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_balanced_accuracy",
+        "val_macro_f1",
+    }  # no val_auc for three classes
+    assert logs["val_macro_f1"] == pytest.approx(figures["macro_f1"])
+    assert logs["val_loss"] == pytest.approx(figures["loss"])
+    assert stop.best is not None and stop.best["val_macro_f1"] == logs["val_macro_f1"]
+    assert history.history["val_balanced_accuracy"] == [logs["val_balanced_accuracy"]]
+    # The best epoch keeps its predictions (for its per-class figures); the next epoch's
+    # predictions replace them only when it is better.
+    assert recorder.best_predictions is not None and recorder.predictions is None
+    kept = recorder.best_predictions
+    recorder.on_epoch_end(1, {**logs, "val_macro_f1": logs["val_macro_f1"] - 0.1})
+    assert recorder.best_predictions is kept and recorder.best_epoch == 1

@@ -1,9 +1,15 @@
-"""The best epoch of a trial, across both phases, and what each epoch reports.
+"""The best epoch of a trial, across both phases, what each epoch measures and reports, and when
+a phase stops.
 
-`Recorder` is the Keras callback that one trial's two `fit` calls share: it keeps the best epoch
-by the objective (ties to `tuner.config.TIEBREAK`) with its trained pieces, the history of every
-epoch, and stops a trial that diverged. It reports every epoch to an `EpochReport` (the display
-and the epoch log); `BatchProgress` passes the running metrics of every batch to the live view.
+One rule ranks epochs everywhere (`better`): the objective, ties broken by `tuner.config.TIEBREAK`.
+`Validation` scores the model on the validation set at the end of every epoch, from one
+prediction pass, with `tuner.metrics.scores`, and writes the `VAL_METRICS` into the epoch's logs;
+it comes first in the callback list, so everything after it sees them. `EarlyStop` ends a phase
+after `patience` epochs without improvement under `better`. `Recorder`, which one trial's two
+`fit` calls share, keeps the best epoch with its trained pieces and validation predictions, the
+history of every epoch, and stops a trial that diverged. It reports every epoch to an
+`EpochReport` (the display and the epoch log); `BatchProgress` passes the running metrics of every
+batch to the live view.
 """
 
 from __future__ import annotations
@@ -14,11 +20,116 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from tuner.config import TIEBREAK
 from tuner.errors import TrialError
+from tuner.metrics import scores
 from tuner.models.network import Pieces
 from tuner.ui.display import SearchDisplay
+
+# What `Validation` logs every epoch, each as `val_<name>` (`tuner.metrics.scores`): the
+# unweighted cross-entropy, accuracy, balanced accuracy, macro F1, and ROC AUC (two classes only,
+# and only when the validation set holds both).
+VAL_METRICS = ("loss", "accuracy", "balanced_accuracy", "macro_f1", "auc")
+
+
+def better(logs: dict[str, float], than: dict[str, float], objective: str, direction: str) -> bool:
+    """Whether an epoch's `logs` beat `than` on `objective` ("max" or "min" `direction`); a tie
+    goes to the better `TIEBREAK` metric, and a tie on both is no improvement. The best epoch,
+    early stopping and the leaderboard's ranking all follow this rule."""
+    sign = 1.0 if direction == "max" else -1.0
+    a, b = sign * logs[objective], sign * than[objective]
+    if a != b:
+        return a > b
+    tie, tie_direction = TIEBREAK.get(objective, (objective, direction))
+    if tie not in logs or tie not in than:
+        return False
+    return logs[tie] > than[tie] if tie_direction == "max" else logs[tie] < than[tie]
+
+
+class Validation(keras.callbacks.Callback):
+    """Scores the model on the validation set at the end of every epoch and writes the
+    `VAL_METRICS` into that epoch's logs, from one prediction pass.
+
+    Put it first in the callback list, and do not give `fit` validation data: Keras's
+    `CallbackList.on_epoch_end` hands the same logs dict to each callback in order
+    (docs/design.md §2), so early stopping, the recorder and Keras's History all see what this
+    wrote, and no second validation pass runs.
+
+    Args:
+        batches: the validation batches, in the order of `labels`; their labels are ignored.
+        labels: the validation images' class indices.
+        n_classes: the number of classes.
+        recorder: told each epoch's validation probabilities (`Recorder.predictions`), to keep
+            those of the best epoch.
+    """
+
+    def __init__(
+        self, batches: Any, labels: np.ndarray, n_classes: int, recorder: Recorder
+    ) -> None:
+        super().__init__()
+        self.batches = batches
+        self.labels = np.asarray(labels, dtype=int).reshape(-1)
+        self.n_classes = n_classes
+        self.recorder = recorder
+
+    def measure(self, model: keras.Model) -> dict[str, float]:
+        """The `val_` metrics of `model` as it stands; its probabilities go to the recorder."""
+        probabilities = np.asarray(model.predict(self.batches, verbose=0))
+        if len(probabilities) != len(self.labels):
+            raise ValueError(
+                f"Expected {len(self.labels)} validation predictions; received "
+                f"{len(probabilities)}."
+            )
+        figures = scores(probabilities, self.labels, self.n_classes)
+        self.recorder.predictions = probabilities
+        return {
+            f"val_{name}": float(figures[name])
+            for name in VAL_METRICS
+            if figures.get(name) is not None
+        }
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Writes the epoch's validation metrics into `logs`, for the callbacks after this one."""
+        if logs is not None:
+            logs.update(self.measure(self.model))
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Stops a phase after `patience` epochs in a row without improvement under `better` (the
+    objective, ties broken by `TIEBREAK`): on a plateau of the objective, an epoch whose
+    tiebreak still improves counts as progress. Make a new one per phase, as its best is the
+    phase's.
+
+    Args:
+        objective: the metric that ranks epochs.
+        direction: "max" or "min".
+        patience: epochs without improvement before the phase stops (at least 1).
+    """
+
+    def __init__(self, objective: str, direction: str, patience: int) -> None:
+        super().__init__()
+        self.objective = objective
+        self.direction = direction
+        self.patience = patience
+        self.best: dict[str, float] | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None  # counted from 0, as Keras counts
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Counts the epoch as an improvement or not; stops training after `patience` without."""
+        logs = dict(logs or {})
+        if logs.get(self.objective) is None:
+            return  # not measured this epoch: neither progress nor a wasted epoch
+        if self.best is None or better(logs, self.best, self.objective, self.direction):
+            self.best = logs
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
 
 
 class Recorder(keras.callbacks.Callback):
@@ -53,6 +164,10 @@ class Recorder(keras.callbacks.Callback):
         self.best_logs: dict[str, float] | None = None
         self.best_epoch: int | None = None  # 1-based, counted across both phases
         self.best_pieces: Pieces | None = None
+        # The validation probabilities of the epoch being ended (set by `Validation` before the
+        # recorder sees the epoch), and those of the best epoch: its per-class figures.
+        self.predictions: np.ndarray | None = None
+        self.best_predictions: np.ndarray | None = None
         self.phase = 1
         self.phase_best: dict[int, dict[str, float]] = {}
         # Every epoch's logs per phase, each with its 1-based "epoch" (the learning curves).
@@ -60,16 +175,8 @@ class Recorder(keras.callbacks.Callback):
         self._started = 0.0
 
     def better(self, logs: dict[str, float], than: dict[str, float]) -> bool:
-        """Whether an epoch's `logs` beat `than` on the objective; a tie goes to the better
-        `TIEBREAK` metric (the leaderboard ranks trials by the same rule)."""
-        sign = 1.0 if self.direction == "max" else -1.0
-        a, b = sign * logs[self.objective], sign * than[self.objective]
-        if a != b:
-            return a > b
-        tie, direction = TIEBREAK.get(self.objective, (self.objective, self.direction))
-        if tie not in logs or tie not in than:
-            return False
-        return logs[tie] > than[tie] if direction == "max" else logs[tie] < than[tie]
+        """Whether an epoch's `logs` beat `than` (`better`, with this recorder's objective)."""
+        return better(logs, than, self.objective, self.direction)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Starts the epoch's clock."""
@@ -81,6 +188,7 @@ class Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Stops a diverged trial, reports the epoch, and keeps it when it is the best so far."""
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        predictions, self.predictions = self.predictions, None  # this epoch's, if measured
         for name in ("loss", "val_loss"):
             if name in logs and not math.isfinite(logs[name]):
                 raise TrialError(
@@ -100,6 +208,7 @@ class Recorder(keras.callbacks.Callback):
             self.best_logs = logs
             self.best_epoch = epoch + 1
             self.best_pieces = self.capture()
+            self.best_predictions = predictions
 
 
 class EpochReport:

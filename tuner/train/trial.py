@@ -3,7 +3,10 @@ unfrozen at a low learning rate), on cached activations or on the full model.
 
 `train_trial` runs both phases and keeps the best epoch of either, by the objective with ties to
 `tuner.config.TIEBREAK` (`Recorder`); its checkpoint is what the leaderboard scores and the export
-serves. The cached path (the default) trains phase 1 on pooled features and phase 2 on the
+serves. Every epoch is scored on the validation set by our own `Validation` pass
+(`tuner.metrics.scores`), early stopping follows the same rule as the best epoch (`EarlyStop`),
+and every fit weighs each training image's loss by its class weight (`--class-weight`). The
+cached path (the default) trains phase 1 on pooled features and phase 2 on the
 activations cached at the block boundary, so nothing frozen is recomputed (docs/design.md §1);
 `--no-cache` trains the whole model every epoch (`_FullPlan`). Both draw the same batches from the
 same seeds, which makes them comparable step by step.
@@ -12,9 +15,11 @@ same seeds, which makes them comparable step by step.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,12 +29,14 @@ from tuner.config import SearchConfig
 from tuner.errors import TunerError
 from tuner.frozen.activations import BackboneSession
 from tuner.hp import TrialValues
+from tuner.metrics import score_interval
+from tuner.metrics import scores as score_predictions
 from tuner.models import cuts
 from tuner.models.network import BACKBONE_NAME, HEAD_NAME, Pieces, build_head, compile_model
 from tuner.models.registry import get_backbone
 from tuner.project.layout import PhaseSummary, TrialSummary
 from tuner.train.context import TrialContext
-from tuner.train.recorder import BatchProgress, EpochReport, Recorder
+from tuner.train.recorder import BatchProgress, EarlyStop, EpochReport, Recorder, Validation
 from tuner.train.reuse import TrialDropout, build_variables
 
 
@@ -149,16 +156,17 @@ class _Plan:
         if epochs <= initial:
             return PhaseSummary()
         model, train, val = self._phase(phase, seed)
+        validation = self._validation(val, recorder)
         if phase == 1 and self.values.units == 0:
-            return self._fit_linear(model, train, val, epochs - 1, recorder)
+            return self._fit_linear(model, train, validation, epochs - 1, recorder)
         start = time.perf_counter()
         build_variables(model, train.element_spec)  # one trace of the step, not two
         history = model.fit(
             train,
-            validation_data=val,
+            # No validation_data: `Validation` scores every epoch itself, in one pass.
             initial_epoch=initial,
             epochs=epochs,
-            callbacks=self._callbacks(recorder),
+            callbacks=self._callbacks(validation, recorder),
             shuffle=False,  # the dataset shuffles itself, seeded (see make_dataset)
             verbose=0 if self.context.config.verbose < 2 else 2,
         )
@@ -168,46 +176,57 @@ class _Plan:
         self,
         model: keras.Model,
         train: tf.data.Dataset,
-        val: tf.data.Dataset,
+        validation: Validation,
         epoch: int,
         recorder: Recorder,
     ) -> PhaseSummary:
         """Phase 1 of a linear head (`head/units = 0`): set it to the logistic regression fitted
-        on the standardized features (LP-FT's first step), then score it as one epoch."""
+        on the standardized features (LP-FT's first step), then score it as one epoch: the
+        training loss and accuracy as Keras evaluates them (class-weighted, as `fit` reports
+        them), the validation metrics from one `Validation` pass."""
         start = time.perf_counter()
         recorder.on_epoch_begin(epoch)
         linear = self.context.features.linear_head(self.values.backbone)
         self.head.get_layer("head_output").set_weights([linear.kernel, linear.bias])
         logs = _evaluate(model, train)
-        logs.update({f"val_{k}": v for k, v in _evaluate(model, val).items()})
+        logs.update(validation.measure(model))
         recorder.on_epoch_end(epoch, logs)
         return PhaseSummary(epochs=1, seconds=time.perf_counter() - start)
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, recorder: Recorder) -> dict[str, float]:
         """Score the model as it stands on the validation set (a Hyperband continuation that
-        has nothing left to train)."""
+        has nothing left to train); its predictions go to `recorder.predictions`."""
         model, _, val = self._phase(0, 0)
-        return {f"val_{k}": v for k, v in _evaluate(model, val).items()}
+        return self._validation(val, recorder).measure(model)
 
-    def _callbacks(self, recorder: Recorder) -> list[keras.callbacks.Callback]:
-        callbacks: list[keras.callbacks.Callback] = [recorder]
-        if recorder.on_batch is not None:
-            callbacks.append(BatchProgress(recorder.on_batch))
+    def _validation(self, val: tf.data.Dataset, recorder: Recorder) -> Validation:
+        data = self.context.data
+        return Validation(val, data.labels("val"), data.n_classes, recorder)
+
+    def _callbacks(
+        self, validation: Validation, recorder: Recorder
+    ) -> list[keras.callbacks.Callback]:
+        # In this order: Keras hands one logs dict to each callback in turn (docs/design.md §2),
+        # so early stopping and the recorder see the validation metrics `validation` writes.
+        callbacks: list[keras.callbacks.Callback] = [validation]
         config = self.context.config
         if config.patience:
-            # A fresh EarlyStopping per phase: its state must not leak from phase 1 into phase 2.
-            callbacks.insert(
-                0,
-                keras.callbacks.EarlyStopping(
-                    monitor=config.objective, mode=config.direction, patience=config.patience
-                ),
-            )
+            # A fresh one per phase: its state must not leak from phase 1 into phase 2.
+            callbacks.append(EarlyStop(config.objective, config.direction, config.patience))
+        callbacks.append(recorder)
+        if recorder.on_batch is not None:
+            callbacks.append(BatchProgress(recorder.on_batch))
         return callbacks
 
     def _dataset(self, x: np.ndarray, which: str, seed: int, phase: int, views: int = 1):
+        """Batches of split `which`; the training split's rows carry their class weights
+        (`SearchContext.sample_weights`, None without --class-weight), one per image whatever
+        the views, so every fit of the trial weighs the classes alike."""
         config, data = self.context.config, self.context.data
-        y = labels_for(data.labels(which), data.n_classes)
-        shuffle = seed + phase if (which == "train" and config.shuffle) else None
+        labels = data.labels(which)
+        y = labels_for(labels, data.n_classes)
+        train = which == "train"
+        shuffle = seed + phase if (train and config.shuffle) else None
         return make_dataset(
             x,
             y,
@@ -215,6 +234,7 @@ class _Plan:
             shuffle_seed=shuffle,
             views=views,
             view_seed=seed + 7 * phase,
+            sample_weights=self.context.sample_weights(labels) if train else None,
         )
 
 
@@ -427,13 +447,39 @@ def train_trial(
         phase2 = plan.fit(2, head_epochs + done, target, recorder, seed)
     if recorder.best_logs is None:
         # A Hyperband continuation with nothing left to train: score what it inherited.
-        recorder.best_logs = plan.evaluate()
+        recorder.best_logs = plan.evaluate(recorder)
         recorder.best_pieces = plan.capture()
+        recorder.best_predictions = recorder.predictions
     assert recorder.best_pieces is not None
     with context.overhead.timed():
         _save_checkpoint(recorder.best_pieces, checkpoint)
     _summarize(summary, recorder, phase1, phase2)
+    if recorder.best_predictions is not None:
+        summary.per_class, summary.interval = validation_figures(
+            config.objective,
+            recorder.best_predictions,
+            context.data.labels("val"),
+            context.data.n_classes,
+            seed=seed,
+        )
     return dict(recorder.best_logs)
+
+
+def validation_figures(
+    objective: str, probabilities: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int
+) -> tuple[dict[str, Any], list[float] | None]:
+    """The best epoch's per-class validation figures (`TrialSummary.per_class`: per-class
+    recall, the confusion matrix, the image count) and the 95 % interval of `objective` on the
+    same predictions (`tuner.metrics.score_interval`, bootstrap drawn from `seed`); no interval
+    for a training metric or where it is undefined."""
+    figures = score_predictions(probabilities, labels, n_classes)
+    per_class = {k: figures[k] for k in ("recall", "confusion", "images")}
+    interval = None
+    if objective.startswith("val_"):
+        bounds = score_interval(objective, probabilities, labels, n_classes, seed=seed)
+        if bounds is not None and all(math.isfinite(b) for b in bounds):
+            interval = [float(b) for b in bounds]
+    return per_class, interval
 
 
 def _epochs(config: SearchConfig, values: TrialValues) -> tuple[int, int, int]:
