@@ -242,7 +242,7 @@ def _export(
     if config.test_data is not None:  # a wrong folder is found before anything is trained
         from tuner.serve.evaluate import load_test_set
 
-        load_test_set(config.test_data, bench.data.class_names)
+        load_test_set(config.test_data, bench.data.class_names, (bench.data.train, bench.data.val))
     # KerasTuner prints "Reloading Tuner from ..." unconditionally.
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
         tuner = engine.TransferTuner(make_oracle(bench.config), bench)

@@ -132,6 +132,11 @@ def test_a_test_folder_with_other_classes_stops_the_search_before_any_trial(
     assert len(err.splitlines()) == 1, err
     assert "test data's classes differ" in err and "it has 'zebra', which training lacks" in err
     assert not list((project / "trials").glob("trial_*"))
+    # The training images are not a test set.
+    argv = [*search_flags(image_folder, project, max_trials=1), "--test-data", str(image_folder)]
+    assert search.main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "are also training or validation images" in err and len(err.splitlines()) == 1
     missing = tmp_path / "missing"
     argv = [*search_flags(image_folder, project, max_trials=1), "--test-data", str(missing)]
     assert search.main([*argv, "--quiet"]) == 2

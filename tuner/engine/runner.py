@@ -210,7 +210,7 @@ def _search(
         # Scored only at the end, but a wrong folder is found before any trial runs.
         from tuner.serve.evaluate import load_test_set
 
-        load_test_set(config.test_data, bench.data.class_names)
+        load_test_set(config.test_data, bench.data.class_names, (bench.data.train, bench.data.val))
     _record_settings(bench)
     _set_roles(config)
     with (

@@ -69,7 +69,9 @@ def export_trial(
     if test_data is not None:  # a wrong folder stops the export before any model is built
         from tuner.serve.evaluate import load_test_set
 
-        test_set, test_skipped = load_test_set(Path(test_data), data.class_names)
+        test_set, test_skipped = load_test_set(
+            Path(test_data), data.class_names, (data.train, data.val)
+        )
     searched_model = tuner.load_model(trial)
     model = model if model is not None else searched_model
     name = tuner.hypermodel.values(trial.hyperparameters).backbone

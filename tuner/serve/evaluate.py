@@ -38,16 +38,33 @@ WINDOW_BYTES = 256 * 2**20
 TEST_FORMAT = 1
 
 
-def load_test_set(folder: Path, class_names: Sequence[str]) -> tuple[ImageSet, list[Skipped]]:
+def load_test_set(
+    folder: Path, class_names: Sequence[str], searched: Sequence[ImageSet] = ()
+) -> tuple[ImageSet, list[Skipped]]:
     """The test images of `folder`, labelled as the training classes, and the files the scan
     could not use.
 
+    Args:
+        folder: the `--test-data` folder.
+        class_names: the training classes, in label order.
+        searched: the training and validation images, none of which may be a test image.
+
     Raises:
-        DataError: the folder cannot give a test set (missing, no images, one class), or its
-            classes differ from `class_names`; one line that names `--test-data`.
+        DataError: the folder cannot give a test set (missing, no images, one class), its
+            classes differ from `class_names`, or it holds files the search trained or
+            validated on; one line that names `--test-data`.
     """
     images, skipped = scan_test_set(folder)
-    return check_test_classes(class_names, images), skipped
+    images = check_test_classes(class_names, images)
+    used = {os.path.realpath(p) for image_set in searched for p in image_set.paths}
+    shared = [p for p in images.paths if os.path.realpath(p) in used]
+    if shared:
+        raise DataError(
+            f"--test-data: {len(shared)} of its {len(images)} images are also training or "
+            f"validation images (e.g. {shared[0]}), so their scores would not be held out. Pass "
+            "a test folder apart from --data and --val-data."
+        )
+    return images, skipped
 
 
 def scan_test_set(folder: Path) -> tuple[ImageSet, list[Skipped]]:
