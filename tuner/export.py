@@ -145,7 +145,8 @@ def load_project_config(
         val_data: Where the validation images are now. Defaults to the search's.
         test_data: The test images to score the export on. Defaults to the search's
             `--test-data`, if it had one.
-        calibrate: `tuner.config.CALIBRATIONS`. Defaults to the search's.
+        calibrate: `tuner.config.CALIBRATIONS`. Defaults to the search's (`none` for a search
+            recorded before calibration existed).
         verbose: `SearchConfig.verbose`. Defaults to 1.
 
     Raises:
@@ -188,6 +189,8 @@ def load_project_config(
         changes["test_data"] = test_data
     if calibrate is not None:
         changes["calibrate"] = calibrate
+    elif "calibrate" not in json.loads(text):
+        changes["calibrate"] = "none"  # searched before calibration existed: exported as then
     config = config.replace(**changes)
     if not config.data.is_dir():
         raise ConfigError(
