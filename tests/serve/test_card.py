@@ -85,16 +85,19 @@ def test_the_card_opens_with_the_test_figures_and_calls_validation_optimistic():
     assert [card.index(h) for h in order] == sorted(card.index(h) for h in order)
     test = card[card.index("## Test") : card.index("## Validation")]
     assert "`/data/test`" in test and "1 unreadable file skipped" in test
-    assert "| balanced accuracy | 80.0 % |" in test and "| ECE | 0.04 |" in test
-    assert "| log-loss | 0.55 |" in test
+    assert "| balanced accuracy | 80.0 % |" in test and "| ECE | 0.0400 |" in test
+    assert "| log-loss | 0.5500 |" in test
     assert "| owl | 1 | 2 | 7 | 70.0 % |" in test  # the test confusion matrix, with recall
     validation = card[card.index("## Validation") : card.index("## Calibration")]
-    assert "val_balanced_accuracy 0.875 (95 % interval 0.71 to 0.96)" in validation
+    assert "val_balanced_accuracy 0.8750 (95 % interval 0.7100 to 0.9600)" in validation
     assert "| owl | 0 | 1 | 1 | 50.0 % |" in validation  # summary.json's per_class
     calibration = card[card.index("## Calibration") : card.index("## Model")]
     assert "T = 1.8" in calibration and "the 10 validation images of trial 07" in calibration
-    assert "| before | 0.21 | 0.93 |" in calibration and "| after | 0.06 | 0.52 |" in calibration
-    assert "| test (calibrated) | 0.04 | 0.55 |" in calibration
+    assert (
+        "| before | 0.2100 | 0.9300 |" in calibration
+        and "| after | 0.0600 | 0.5200 |" in calibration
+    )
+    assert "| test (calibrated) | 0.0400 | 0.5500 |" in calibration
     assert "| owl | 4 | 2 | 10 |" in card  # train, validation and test images per class
     assert "- Objective: val_balanced_accuracy (max), trial picked by `--select best`." in card
     assert "- Class weights: balanced: cat 0.75, dog 0.75, owl 3." in card
@@ -105,7 +108,7 @@ def test_without_a_test_set_the_validation_headline_says_it_is_optimistic():
     metadata = {k: v for k, v in METADATA.items() if k != "test"}
     card = model_card(metadata)
     assert "selected on: optimistic" in card.splitlines()[2]
-    assert "val_balanced_accuracy 0.875" in card.splitlines()[2]
+    assert "val_balanced_accuracy 0.8750" in card.splitlines()[2]
     assert "## Test" not in card and "test (calibrated)" not in card
     assert "| class | train images | validation images |" in card
 

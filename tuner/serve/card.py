@@ -127,6 +127,11 @@ def _usage(formats: Mapping[str, str], size: int, quantize: str) -> list[str]:
     return lines
 
 
+def _fixed(value: Any) -> str:
+    """A score such as an ECE or a log-loss, at four decimals."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
@@ -164,7 +169,7 @@ def _headline(metadata: Mapping[str, Any]) -> str:
         return f"{opening}; no image was held out from it, so it has no score of its own."
     objective = metadata["objective"]
     return (
-        f"{opening}; {objective['name']} {_number(objective['value'])} on the validation images "
+        f"{opening}; {objective['name']} {_fixed(objective['value'])} on the validation images "
         "(selected on: optimistic, since these images chose the trial, its epoch and its "
         "head's regularization)."
     )
@@ -191,13 +196,13 @@ def _test(metadata: Mapping[str, Any]) -> list[str]:
         f"| images | {test['images']} |",
         f"| accuracy | {_percent(test['accuracy'])} |",
         f"| balanced accuracy | {_percent(test['balanced_accuracy'])} |",
-        f"| macro F1 | {_number(test.get('macro_f1'))} |",
+        f"| macro F1 | {_fixed(test.get('macro_f1'))} |",
     ]
     if "auc" in test:
-        lines.append(f"| ROC AUC | {_number(test.get('auc'))} |")
+        lines.append(f"| ROC AUC | {_fixed(test.get('auc'))} |")
     lines += [
-        f"| ECE | {_number(test.get('ece'))} |",
-        f"| log-loss | {_number(test.get('loss'))} |",
+        f"| ECE | {_fixed(test.get('ece'))} |",
+        f"| log-loss | {_fixed(test.get('loss'))} |",
         "",
         *_confusion(metadata["class_names"], test),
         "",
@@ -213,16 +218,16 @@ def _validation(metadata: Mapping[str, Any]) -> list[str]:
         lines = [
             "## Validation (of the searched trial, not of this model)",
             "",
-            f"The search's trial scored {objective['name']} {_number(objective['value'])} on the "
+            f"The search's trial scored {objective['name']} {_fixed(objective['value'])} on the "
             "validation images; the refit model trained on them, so they do not measure it.",
         ]
     else:
         lines = [
             "## Validation (selected on: optimistic)",
             "",
-            f"{objective['name']} {_number(objective['value'])}"
+            f"{objective['name']} {_fixed(objective['value'])}"
             + (
-                f" (95 % interval {_number(interval[0])} to {_number(interval[1])})"
+                f" (95 % interval {_fixed(interval[0])} to {_fixed(interval[1])})"
                 if interval
                 else ""
             )
@@ -246,8 +251,8 @@ def _calibration(metadata: Mapping[str, Any]) -> list[str]:
     if record.get("method") == "none":
         lines.append(
             "Not calibrated (`--calibrate none`): the probabilities are the trained model's. "
-            f"On the {images} validation images: ECE {_number(before.get('ece'))}, log-loss "
-            f"{_number(before.get('loss'))}."
+            f"On the {images} validation images: ECE {_fixed(before.get('ece'))}, log-loss "
+            f"{_fixed(before.get('loss'))}."
         )
         return [*lines, ""]
     fitted_on = f"the {images} validation images of trial {record.get('trial_id')}"
@@ -274,13 +279,13 @@ def _calibration(metadata: Mapping[str, Any]) -> list[str]:
                 "ECE: T was moved back toward 1 until it did not.)"
             )
     lines += ["", "| validation | ECE | log-loss |", "|---|---|---|"]
-    lines.append(f"| before | {_number(before.get('ece'))} | {_number(before.get('loss'))} |")
+    lines.append(f"| before | {_fixed(before.get('ece'))} | {_fixed(before.get('loss'))} |")
     if after:
-        lines.append(f"| after | {_number(after.get('ece'))} | {_number(after.get('loss'))} |")
+        lines.append(f"| after | {_fixed(after.get('ece'))} | {_fixed(after.get('loss'))} |")
     test = metadata.get("test")
     if test:
         lines.append(
-            f"| test (calibrated) | {_number(test.get('ece'))} | {_number(test.get('loss'))} |"
+            f"| test (calibrated) | {_fixed(test.get('ece'))} | {_fixed(test.get('loss'))} |"
         )
     return [*lines, ""]
 
