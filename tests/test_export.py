@@ -20,7 +20,8 @@ def test_export_loads_in_a_fresh_process_and_predicts_the_same(finished, tmp_pat
     bench = prepared(config, load_space(family="tiny"))
     tuner = run_search(bench)
     best = completed_trials(tuner)[0]
-    path = export_trial(tuner, best, tmp_path / "export")["keras"]
+    # As trained (no temperature), so the fresh process must give the in-process predictions.
+    path = export_trial(tuner, best, tmp_path / "export", calibrate="none")["keras"]
     images = np.asarray(bench.data.pixels("val", 32))
     expected = tuner.load_model(best).predict(images.astype("float32"), verbose=0)
     np.save(tmp_path / "images.npy", images)
@@ -97,3 +98,22 @@ def test_an_augmented_search_exports_no_augmentation(search_config, tmp_path, pr
     np.testing.assert_allclose(direct, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
     names = [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)]
     assert not any(name.startswith("augment") for name in names)
+
+
+def test_a_project_searched_before_calibration_is_exported_as_it_was(finished, tmp_path):
+    """config.json without `calibrate` (an older search): the export keeps the trained
+    probabilities, unless --calibrate asks."""
+    from tuner import export
+    from tuner.config import CONFIG_FILE
+
+    config = finished(max_trials=1)
+    path = config.project_dir / CONFIG_FILE
+    settings = json.loads(path.read_text())
+    del settings["calibrate"], settings["test_data"]
+    path.write_text(json.dumps(settings))
+    out = tmp_path / "old"
+    argv = [str(config.project_dir), "--format", "keras", "--out", str(out), "--quiet"]
+    assert export.main(argv) == 0
+    assert json.loads((out / "metadata.json").read_text())["calibration"]["method"] == "none"
+    assert export.main([*argv, "--calibrate", "temperature"]) == 0
+    assert json.loads((out / "metadata.json").read_text())["calibration"]["method"] == "temperature"

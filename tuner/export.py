@@ -4,7 +4,9 @@ Keras, SavedModel and TFLite files, with labels, metadata and a model card.
 The search records its configuration in PROJECT_DIR/config.json; this command rebuilds the same
 data and models from it (the decoded pixels come from the search's cache), reloads the trials, and
 exports without training, unless `--refit` asks to retrain the chosen hyperparameters on the
-training and validation images together.
+training and validation images together. The export is calibrated as the search was
+(`--calibrate`), and scored on the search's test folder, or `--test-data DIR`
+(`tuner.serve.bundle`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from tuner._cli import Command
-from tuner.config import CONFIG_FILE, SearchConfig, config_from_json
+from tuner.config import CALIBRATIONS, CONFIG_FILE, SearchConfig, config_from_json
 from tuner.errors import ConfigError
 from tuner.project.layout import read_run
 from tuner.runtime import heap
@@ -64,6 +67,20 @@ class _Export(Command):
             "together, for the trial's own number of epochs per phase, then export",
         )
         parser.add_argument(
+            "--test-data",
+            type=Path,
+            help="held-out test images (the same layouts and classes as the training images) to "
+            "score the exported model on, file by file; default: the search's --test-data, if "
+            "it had one",
+        )
+        parser.add_argument(
+            "--calibrate",
+            choices=CALIBRATIONS,
+            help="temperature: fit a temperature on the trial's validation predictions and fold "
+            "it into the model; none: export the probabilities as trained. Default: the "
+            "search's --calibrate",
+        )
+        parser.add_argument(
             "--data", type=Path, help="the training images, if they moved since the search"
         )
         parser.add_argument(
@@ -86,6 +103,8 @@ class _Export(Command):
             out=args.out,
             data=args.data,
             val_data=args.val_data,
+            test_data=args.test_data,
+            calibrate=args.calibrate,
             verbose=0 if args.quiet else 1,
         )
         from tuner.runtime import startup as runtime
@@ -112,6 +131,8 @@ def load_project_config(
     out: Path | None = None,
     data: Path | None = None,
     val_data: Path | None = None,
+    test_data: Path | None = None,
+    calibrate: str | None = None,
     verbose: int = 1,
 ) -> SearchConfig:
     """The configuration a search recorded in `project_dir`, pointed at that folder, for exporting
@@ -122,6 +143,10 @@ def load_project_config(
         out: The export folder. Defaults to `PROJECT_DIR/export`.
         data: Where the training images are now, when they moved. Defaults to the search's.
         val_data: Where the validation images are now. Defaults to the search's.
+        test_data: The test images to score the export on. Defaults to the search's
+            `--test-data`, if it had one.
+        calibrate: `tuner.config.CALIBRATIONS`. Defaults to the search's (`none` for a search
+            recorded before calibration existed).
         verbose: `SearchConfig.verbose`. Defaults to 1.
 
     Raises:
@@ -160,6 +185,12 @@ def load_project_config(
         changes["data"] = data
     if val_data is not None:
         changes["val_data"] = val_data
+    if test_data is not None:
+        changes["test_data"] = test_data
+    if calibrate is not None:
+        changes["calibrate"] = calibrate
+    elif "calibrate" not in json.loads(text):
+        changes["calibrate"] = "none"  # searched before calibration existed: exported as then
     config = config.replace(**changes)
     if not config.data.is_dir():
         raise ConfigError(
@@ -171,6 +202,8 @@ def load_project_config(
             f"The search's validation images are not at {config.val_data} any more; pass "
             "--val-data DIR where they are now."
         )
+    if test_data is not None and not test_data.is_dir():
+        raise ConfigError(f"No test images at {test_data}: pass --test-data DIR, a folder.")
     if config.space is not None and not config.space.is_file():
         raise ConfigError(
             f"The search's space file {config.space} is gone; put it back (the trials' values "
@@ -203,6 +236,16 @@ def _export(
             f"{', '.join(bench.data.class_names)}, but the search learned "
             f"{', '.join(searched_classes)}; pass --data DIR with the search's images."
         )
+    if config.test_data is not None and not config.test_data.is_dir():
+        display.warning(
+            f"the search's test images are not at {config.test_data} any more, so this export "
+            "is not scored on a test set; pass --test-data DIR where they are now"
+        )
+        config = config.replace(test_data=None)
+    if config.test_data is not None:  # a wrong folder is found before anything is trained
+        from tuner.serve.evaluate import load_test_set
+
+        load_test_set(config.test_data, bench.data.class_names, (bench.data.train, bench.data.val))
     # KerasTuner prints "Reloading Tuner from ..." unconditionally.
     with contextlib.redirect_stdout(io.StringIO()) if args.quiet else contextlib.nullcontext():
         tuner = engine.TransferTuner(make_oracle(bench.config), bench)
@@ -232,9 +275,17 @@ def _export(
         quantize=quantize,
         model=model,
         refit=refit,
+        test_data=config.test_data,
+        calibrate=config.calibrate,
     )
     for fmt, path in paths.items():
         console.print(f"{fmt}: {path}")
+    if config.test_data is not None:
+        from tuner.project.layout import TEST_FILE
+        from tuner.serve.evaluate import summary_line
+
+        test = json.loads((config.project_dir / TEST_FILE).read_text())
+        console.print(summary_line(test), soft_wrap=True, highlight=False)
     display.message(
         f"trial {trial.trial_id} exported to {config.resolved_export_dir} "
         f"({time.perf_counter() - started:.0f}s)"

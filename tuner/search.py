@@ -79,6 +79,10 @@ class _Search(Command):
         from tuner.ui.board import render
 
         render(result.leaderboard, console=console)
+        if result.test is not None:
+            from tuner.serve.evaluate import summary_line
+
+            console.print(summary_line(result.test), soft_wrap=True, highlight=False)
         if result.export is None:
             raise TunerError(
                 "No trial completed, so nothing was exported; the leaderboard above "

@@ -6,7 +6,8 @@ This module owns which files are the data and what their labels are:
   subfolder per class (as `keras.utils.image_dataset_from_directory` reads, files in nested
   sub-subfolders belonging to the class folder), or a flat folder whose file names carry the label
   before the first dot (Kaggle dogs-vs-cats: `cat.123.jpg`).
-* `stratified_split` and `check_validation_classes` make the validation set.
+* `stratified_split` and `check_validation_classes` make the validation set;
+  `check_test_classes` holds a test folder to the training classes.
 * `summarize_skipped`, `write_skipped` and `fingerprint_files` report unusable files and key
   caches. Decoding is `tuner.data.decode`'s.
 
@@ -36,6 +37,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageSet",
     "Skipped",
+    "check_test_classes",
     "check_validation_classes",
     "fingerprint_files",
     "scan",
@@ -409,6 +411,39 @@ def check_validation_classes(train: ImageSet, val: ImageSet) -> ImageSet:
     index = {name: i for i, name in enumerate(train.class_names)}
     mapping = np.array([index[name] for name in val.class_names], dtype=np.int32)
     return ImageSet(paths=val.paths, labels=mapping[val.labels], class_names=train.class_names)
+
+
+def check_test_classes(class_names: Sequence[str], test: ImageSet) -> ImageSet:
+    """Relabels a separately scanned test set onto the training classes, which it must hold
+    exactly: a test set without a class cannot measure its recall, and one with an extra class
+    scores images the model can never get right.
+
+    Args:
+        class_names: The training classes, in label order.
+        test: The test images, scanned from their own folder.
+
+    Returns:
+        `test` with `class_names` and labels that index them.
+
+    Raises:
+        DataError: The test folder lacks a training class or has one the training data lacks.
+    """
+    missing = [n for n in class_names if n not in set(test.class_names)]
+    extra = sorted(set(test.class_names) - set(class_names))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(repr(n) for n in missing)}")
+        if extra:
+            parts.append(f"has {', '.join(repr(n) for n in extra)}, which training lacks")
+        raise DataError(
+            f"The test data's classes differ from the training classes: it {' and '.join(parts)} "
+            f"(training classes: {', '.join(repr(n) for n in class_names)}). Pass a --test-data "
+            "folder with one subfolder of images per training class."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    mapping = np.array([index[name] for name in test.class_names], dtype=np.int32)
+    return ImageSet(paths=test.paths, labels=mapping[test.labels], class_names=tuple(class_names))
 
 
 # --------------------------------------------------------------------------------------------------

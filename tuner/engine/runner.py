@@ -8,10 +8,11 @@ and exports the best model; it returns a `SearchResult`, the leaderboard with th
 
 Running the prepared search is `_search`: a project that holds a search with other settings is
 refused before anything is written, `run.json` is written, the roles of a distributed search are
-set up, and the `TransferTuner` runs until its trials or its time budget are spent. The chief of
-a distributed search checks its port first and ends with what it saw; a worker asks its chief
-nothing after its last trial and exports nothing. Light to import: TensorFlow loads inside
-`execute`.
+set up, and the `TransferTuner` runs until its trials or its time budget are spent. A
+`--test-data` folder is checked against the training classes before any trial, and read again
+only after the export, to score it. The chief of a distributed search checks its port first and
+ends with what it saw; a worker asks its chief nothing after its last trial and exports nothing.
+Light to import: TensorFlow loads inside `execute`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class SearchResult:
     project_dir: Path  # trials, logs (TensorBoard), cache and export
     export: Path | None  # the best model's model.keras; None when no trial completed
     seconds: float  # wall time of the whole run
+    # The exported model's scores on --test-data (PROJECT_DIR/test.json); None without one.
+    test: dict[str, Any] | None = None
 
     @property
     def best(self) -> Row | None:
@@ -107,6 +110,12 @@ def execute(
         config = _demo(config, display)
     from tuner.engine.transfer import prepare
 
+    if config.test_data is not None and config.role != "worker":
+        # A missing or empty test folder is found before the training images are decoded; its
+        # classes are checked against theirs in `_search`.
+        from tuner.serve.evaluate import scan_test_set
+
+        scan_test_set(config.test_data)
     try:
         with _strategy_scope(config, display):
             bench = prepare(config, space, display)
@@ -197,6 +206,11 @@ def _search(
     # failed trial; there is no public switch.
     kt_config.DEBUG = debug
     config = bench.config
+    if config.test_data is not None and config.role != "worker":
+        # Scored only at the end, but a wrong folder is found before any trial runs.
+        from tuner.serve.evaluate import load_test_set
+
+        load_test_set(config.test_data, bench.data.class_names, (bench.data.train, bench.data.val))
     _record_settings(bench)
     _set_roles(config)
     with (
@@ -323,8 +337,10 @@ def _progress(tuner: TransferTuner, config: SearchConfig) -> tuple[int | None, i
 def _result(
     tuner: TransferTuner, config: SearchConfig, display: Any, started: float
 ) -> SearchResult:
-    """The leaderboard, with the best trial exported (by any process but a worker)."""
+    """The leaderboard, with the best trial exported (by any process but a worker): calibrated,
+    and scored once on `--test-data` when given."""
     from tuner.engine.transfer import completed_trials
+    from tuner.project.layout import TEST_FILE
     from tuner.serve.bundle import export_trial
     from tuner.ui.board import load
 
@@ -341,14 +357,21 @@ def _result(
             "started (data loading and caching count too); pass a larger --time-budget. What "
             "was decoded and cached is kept, so a rerun starts faster."
         )
-    board = load(config.project_dir)
     best = completed_trials(tuner)
-    export = None
+    export = test = None
     if best:
-        export = export_trial(tuner, best[0], config.resolved_export_dir)["keras"]
+        # Calibrated on the trial's validation images; scored on the test images only now,
+        # once, on the written model (`tuner.serve.bundle`).
+        export = export_trial(
+            tuner, best[0], config.resolved_export_dir, test_data=config.test_data
+        )["keras"]
+        if config.test_data is not None:
+            test = json.loads((config.project_dir / TEST_FILE).read_text())
     elif config.verbose:
         display.warning("no trial completed, so nothing was exported; the leaderboard says why")
-    return SearchResult(board, config.project_dir, export, time.perf_counter() - started)
+    # Loaded after the export, so that the leaderboard can show the test figures.
+    board = load(config.project_dir)
+    return SearchResult(board, config.project_dir, export, time.perf_counter() - started, test)
 
 
 def _chief_summary(tuner: TransferTuner, stats: Any) -> str:

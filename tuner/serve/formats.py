@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,16 @@ def parse_quantize(text: str) -> str:
     return quantize
 
 
-def _serving_model(model: keras.Model, image_size: int) -> keras.Model:
+def _serving_model(model: keras.Model, image_size: int, temperature: float = 1.0) -> keras.Model:
     """Wrap the classifier so it takes images of any size: resize inside, bilinear, as the data
-    loader did when it decoded the training images."""
+    loader did when it decoded the training images; `temperature` is folded into its output
+    layer (`tuner.serve.calibration`)."""
+    from tuner.serve.calibration import fold_temperature
+
     # A clone is uncompiled: the artifact carries no optimizer state, only what serving needs.
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
+    fold_temperature(clone, temperature)
     inputs = keras.Input((None, None, 3), name="image")
     x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(
         inputs
@@ -227,7 +231,9 @@ def write_formats(
     formats: Sequence[str] = ("keras",),
     quantize: str = "none",
     calibration: Iterable[np.ndarray] | None = None,
-    card: str | None = None,
+    card: str | Callable[[dict[str, Any]], str] | None = None,
+    temperature: float = 1.0,
+    score: Callable[[keras.Model], dict[str, Any] | None] | None = None,
 ) -> dict[str, Path]:
     """Write the formats asked for, `labels.txt`, `metadata.json` and the model card into
     `directory`, atomically.
@@ -242,7 +248,14 @@ def write_formats(
         formats: any of FORMATS.
         quantize: one of QUANTIZE; applies to the TFLite model.
         calibration: uint8 (size, size, 3) training images, for `quantize="int8"`.
-        card: the model card's Markdown; None writes none.
+        card: the model card's Markdown, or a function of the final metadata that writes it;
+            None writes none.
+        temperature: divides the output layer's logits (`tuner.serve.calibration`); 1 leaves
+            the model as trained.
+        score: called with the written model.keras, loaded back in safe mode (or, when keras is
+            not among `formats`, the same serving model in memory), once every model is written
+            and before any file is moved into `directory`; what it returns is metadata.json's
+            `test`.
 
     Returns:
         Each format's path, by format name.
@@ -257,20 +270,30 @@ def write_formats(
     quantize = parse_quantize(quantize)
     class_names = list(metadata["class_names"])
     directory = Path(directory)
-    serve = _serving_model(model, image_size)
+    serve = _serving_model(model, image_size, temperature)
     metadata = {
         **metadata,
         "formats": {f: FORMAT_FILES[f] for f in formats},
         "quantize": quantize if "tflite" in formats else "none",
     }
-    files = {CARD_FILE: card} if card is not None else {}
-    files.update({METADATA_FILE: json.dumps(metadata, indent=2, default=str)})
-    files[LABELS_FILE] = _labels_text(class_names)
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             _write_models(serve, staging, formats, class_names, image_size, quantize, calibration)
+            if score is not None:
+                written = (
+                    keras.saving.load_model(staging / MODEL_FILE, safe_mode=True)
+                    if "keras" in formats
+                    else serve
+                )
+                test = score(written)
+                if test is not None:
+                    metadata["test"] = test
+            text = card(metadata) if callable(card) else card
+            files = {CARD_FILE: text} if text is not None else {}
+            files[METADATA_FILE] = json.dumps(metadata, indent=2, default=str)
+            files[LABELS_FILE] = _labels_text(class_names)
             for name, text in files.items():
                 (staging / name).write_text(text)
             directory.mkdir(parents=True, exist_ok=True)
