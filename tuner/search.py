@@ -89,9 +89,11 @@ class _Search(Command):
                 "says why each failed."
             )
         if config.verbose:
-            best = result.leaderboard.rows[0]
+            board = result.leaderboard
+            best = next((row for row in board.rows if row.exported), board.rows[0])
+            chosen = "best" if best.rank == 1 else f"{config.select} pick"
             console.print(
-                f"best trial {best.trial_id}: {config.objective}={best.score:.4f}; exported to "
+                f"{chosen} trial {best.trial_id}: {board.objective}={best.score:.4f}; exported to "
                 f"{result.export} ({result.seconds:.0f}s); SavedModel and TFLite: "
                 f"python -m tuner.export {config.project_dir}",
                 soft_wrap=True,

@@ -374,7 +374,8 @@ def model_card(metadata: Mapping[str, Any], leaderboard_rows: Sequence[Any] = ()
     if refit:
         lines.append(
             "- Refit: retrained on the training and validation images together, "
-            f"{refit.get('epochs_head', '-')} + {refit.get('epochs_finetune', '-')} epochs. The "
+            f"{refit.get('epochs_head', '-')} + {refit.get('epochs_finetune', '-')} epochs (up to "
+            "the trial's best epoch, the one the search scored). The "
             "validation metrics above are the search's; the refit model has no held-out "
             "validation score."
         )
