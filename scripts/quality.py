@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {result['case']}: SKIPPED", highlight=False)
             continue
         console.print(
-            f"  {result['case']} ({len(result['seeds'])} seeds, {result['case_wall_s']:.0f}s):",
+            f"  {result['case']} ({len(result['seeds'])} seed(s), {result['case_wall_s']:.0f}s):",
             highlight=False,
         )
         for verdict in result["verdicts"]:
