@@ -78,11 +78,8 @@ class _Search(Command):
             return 0  # the chief prints the leaderboard and exports, once every trial ended
         from tuner.ui.board import render
 
+        # With --test-data, the leaderboard's footer gives the export's test figures.
         render(result.leaderboard, console=console)
-        if result.test is not None:
-            from tuner.serve.evaluate import summary_line
-
-            console.print(summary_line(result.test), soft_wrap=True, highlight=False)
         if result.export is None:
             raise TunerError(
                 "No trial completed, so nothing was exported; the leaderboard above "
