@@ -127,8 +127,6 @@ def _fit_linear(context: TrialContext, name: str, head: keras.Model) -> None:
     linear = fit_linear_head(
         stats.standardize(every),
         np.concatenate([np.tile(data.labels("train"), views), data.labels("val")]),
-        stats.standardize(np.asarray(val, "float32")),
-        data.labels("val"),
         data.n_classes,
         grid=(chosen.C,),
     )
