@@ -57,7 +57,7 @@ def refit_trial(
     layers, ready to export) and what the refit did, for the metadata."""
     started = time.perf_counter()
     config, data = context.config, context.data
-    values = context.values(trial.hyperparameters.values)
+    values = context.values(trial.hyperparameters)
     summary, _ = TrialSummary.read(trial_dir(config.project_dir, trial.trial_id))
     phase1 = summary.phase1.epochs if summary and summary.phase1 else None
     phase2 = summary.phase2.epochs if summary and summary.phase2 else None
