@@ -41,6 +41,32 @@ def test_a_trial_s_values_are_read_once_into_a_typed_view():
     assert set(hp.schedule(hyperband)) == {"tuner/epochs", "tuner/initial_epoch", "tuner/trial_id"}
 
 
+def test_an_inactive_hyperparameter_reads_as_its_default_in_the_space():
+    import keras_tuner as kt
+
+    from tuner.engine.spaces import load_space
+
+    space = kt.HyperParameters()
+    load_space("tiny").declare(space)
+    trial = space.copy()
+    trial.values = {"head/units": 0, "finetune/unfreeze_blocks": 0}  # a linear head, no phase 2
+    values = hp.TrialValues.of(trial, "tiny")
+    assert (values.units, values.unfreeze_blocks) == (0, 0)
+    assert (values.dropout, values.head_lr, values.finetune_lr) == (0.2, 1e-2, 3e-3)
+    # Given as a plain dict, the defaults come from `defaults`; without one it is a caller's bug.
+    plain = {"head/units": 0, "finetune/unfreeze_blocks": 0}
+    given = {"head/dropout": 0.1, "head/learning_rate": 1e-3, "finetune/learning_rate": 1e-4}
+    assert hp.TrialValues.of(plain, "tiny", given).dropout == 0.1
+    try:
+        hp.TrialValues.of(plain, "tiny")
+    except KeyError as error:
+        assert "head/dropout" in str(error)
+    else:
+        raise AssertionError("a missing value without a default must not pass")
+    # A trial of an older project holds every value; they are read as they are.
+    assert hp.TrialValues.of(VALUES, "tiny").head_lr == 0.001
+
+
 def test_values_read_as_a_person_reads_them():
     assert hp.format_value(hp.UNITS, 0) == "linear"
     assert hp.format_value(hp.UNITS, 256) == "256"

@@ -3,6 +3,9 @@ reads on screen.
 
 KerasTuner hands a trial's values over as a dict keyed by namespaced strings ("head/units"). This
 module is the one place those strings are spelled: the rest of the package reads a `TrialValues`.
+A hyperparameter that does nothing in a trial is not searched in it (`ACTS_WHEN_POSITIVE`): the
+space declares it under a KerasTuner condition, the trial's values leave it out, and `TrialValues`
+reads it as its default in the space.
 KerasTuner adds values of its own under the `tuner/` prefix (Hyperband's `tuner/epochs`,
 `tuner/initial_epoch`, `tuner/trial_id`); `searched` drops them, and `TrialValues` reads them as
 the schedule they are. Standard library only.
@@ -23,6 +26,16 @@ UNFREEZE_BLOCKS = "finetune/unfreeze_blocks"
 FINETUNE_LR = "finetune/learning_rate"
 # The hyperparameters every space declares, in declaration order.
 NAMES = (UNITS, DROPOUT, HEAD_LR, UNFREEZE_BLOCKS, FINETUNE_LR)
+# Hyperparameters that act only when another one (their parent, declared before them) is above 0,
+# and so are searched only then (docs/spaces.md): phase 1 of a linear head (`head/units = 0`) is
+# a closed-form fit that reads neither its learning rate nor its dropout (a linear head that is
+# fine-tuned applies the space's default dropout in phase 2), and no blocks unfrozen means no
+# phase 2.
+ACTS_WHEN_POSITIVE: dict[str, str] = {
+    DROPOUT: UNITS,
+    HEAD_LR: UNITS,
+    FINETUNE_LR: UNFREEZE_BLOCKS,
+}
 
 # KerasTuner's own values (Hyperband's schedule): never searched, never shown as a hyperparameter.
 TUNER_PREFIX = "tuner/"
@@ -68,17 +81,49 @@ class TrialValues:
     predecessor: str | None = None
 
     @classmethod
-    def of(cls, values: Mapping[str, Any], default_backbone: str) -> TrialValues:
-        """Reads `values` (a trial's `hyperparameters.values`); `default_backbone` is the one
-        backbone of a search that does not declare `backbone`."""
+    def of(
+        cls,
+        values: Mapping[str, Any] | Any,
+        default_backbone: str,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> TrialValues:
+        """Reads a trial's hyperparameters.
+
+        Args:
+            values: the trial's `hyperparameters` (a `keras_tuner.HyperParameters`, duck-typed:
+                its `values` and the defaults of its `space`), or its `hyperparameters.values`.
+            default_backbone: the one backbone of a search that does not declare `backbone`.
+            defaults: a value for each hyperparameter the values leave out; they override the
+                space's. Defaults to none.
+
+        A hyperparameter inactive in the trial (`ACTS_WHEN_POSITIVE`) is left out of its values
+        and reads as its default; a trial of an older project holds every value.
+
+        Raises:
+            KeyError: a hyperparameter has neither a value nor a default.
+        """
+        space = getattr(values, "space", None)
+        fallback: dict[str, Any] = {}
+        if space is not None:
+            fallback = {hp.name: hp.default for hp in space}
+            values = values.values
+        fallback.update(defaults or {})
+
+        def get(name: str) -> Any:
+            if name in values:
+                return values[name]
+            if name in fallback:
+                return fallback[name]
+            raise KeyError(f"{name!r} has no value in the trial and no default in its space")
+
         epochs = values.get(EPOCHS)
         return cls(
             backbone=str(values.get(BACKBONE, default_backbone)),
-            units=int(values[UNITS]),
-            dropout=float(values[DROPOUT]),
-            head_lr=float(values[HEAD_LR]),
-            unfreeze_blocks=int(values[UNFREEZE_BLOCKS]),
-            finetune_lr=float(values[FINETUNE_LR]),
+            units=int(get(UNITS)),
+            dropout=float(get(DROPOUT)),
+            head_lr=float(get(HEAD_LR)),
+            unfreeze_blocks=int(get(UNFREEZE_BLOCKS)),
+            finetune_lr=float(get(FINETUNE_LR)),
             epochs=None if epochs is None else int(epochs),
             initial_epoch=int(values.get(INITIAL_EPOCH, 0)),
             predecessor=values.get(PREDECESSOR) or None,

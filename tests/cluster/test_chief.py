@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts import local_cluster
-from tests.helpers import python_env, search_flags
+from tests.helpers import choice, python_env, search_flags, write_space
 from tests.images import make_folder
 from tuner.cluster import chief as cluster
 
@@ -226,9 +226,21 @@ def test_a_chief_and_two_workers_run_every_trial_once_and_the_chief_exports(two_
 def test_a_worker_killed_mid_trial_does_not_stop_the_search(tmp_path):
     data = make_folder(tmp_path / "images")
     project = tmp_path / "project"
+    # Hidden layers only: a linear head's phase 1 is one closed-form fit, not 40 epochs.
+    space = write_space(tmp_path / "space.toml", "varied", {"head.units": choice(16, 32)})
     run = local_cluster.Cluster(
         # Full-model epochs (--no-cache) and many of them: w1 is killed in the middle of a trial.
-        cluster_args(data, project, "--worker-timeout", "8", "--epochs-head", "40", "--no-cache"),
+        cluster_args(
+            data,
+            project,
+            "--worker-timeout",
+            "8",
+            "--epochs-head",
+            "40",
+            "--no-cache",
+            "--space",
+            str(space),
+        ),
         workers=2,
         env=python_env(),
     )

@@ -19,6 +19,7 @@ from tuner.engine.spaces import (
     validate_unfreeze,
 )
 from tuner.errors import SpaceError
+from tuner.hp import ACTS_WHEN_POSITIVE
 
 DEFAULTS = {
     "head/units": 0,
@@ -79,8 +80,10 @@ def test_default_declares_names_and_defaults(kt):
     assert space.sources == (str(SPACES_DIR / "default.toml"),)
     hp = kt.HyperParameters()
     values = space.declare(hp)
-    assert values == DEFAULTS
-    assert list(hp.values) == list(PARAM_NAMES) == list(space.names)
+    # The default linear head has no use for phase 1's learning rate and dropout: inactive.
+    assert values == {**DEFAULTS, "head/dropout": None, "head/learning_rate": None}
+    assert [p.name for p in hp.space] == list(PARAM_NAMES) == list(space.names)
+    assert list(hp.values) == ["head/units", "finetune/unfreeze_blocks", "finetune/learning_rate"]
     kinds = {p.name: type(p).__name__ for p in hp.space}
     assert kinds == {
         "head/units": "Choice",
@@ -89,9 +92,13 @@ def test_default_declares_names_and_defaults(kt):
         "finetune/unfreeze_blocks": "Int",
         "finetune/learning_rate": "Float",
     }
-    learning_rate = hp.get("head/learning_rate")
-    assert learning_rate == 1e-3
-    assert [p for p in hp.space if p.name == "head/learning_rate"][0].sampling == "log"
+    declared = {p.name: p for p in hp.space}
+    assert declared["head/learning_rate"].sampling == "log"
+    assert declared["head/learning_rate"].default == 1e-3
+    with pytest.raises(ValueError, match="inactive"):
+        hp.get("head/learning_rate")
+    hp.values["head/units"] = 256
+    assert hp.is_active("head/dropout") and hp.is_active("head/learning_rate")
 
 
 @pytest.mark.parametrize("family", [None, *FAMILIES])
@@ -266,14 +273,17 @@ def test_space_is_frozen_and_hashable():
 
 
 def sample_trials(kt, space: Space, n: int) -> list[tuple[list[str], dict]]:
-    """Declares `space` the way a tuner does for `n` random trials: names and values seen."""
+    """Declares `space` the way a tuner does for `n` random trials (KerasTuner's oracles draw a
+    value for the active hyperparameters only): names and values seen."""
     template = kt.HyperParameters()
     space.declare(template)
     trials = []
     for seed in range(n):
-        hp = template.copy()
-        for declared in template.space:
-            hp.values[declared.name] = declared.random_sample(seed)
+        hp = kt.HyperParameters()
+        for index, declared in enumerate(template.space):
+            hp.merge([declared])
+            if hp.is_active(declared):
+                hp.values[declared.name] = declared.random_sample(seed * 10 + index)
         values = space.declare(hp)
         trials.append(([p.name for p in hp.space], values))
     return trials
@@ -286,8 +296,11 @@ def test_sampled_values_stay_in_range_and_names_are_stable(kt):
         assert names == list(space.names)
         assert list(values) == list(space.names)
         for name, value in values.items():
-            assert in_range(space.get(name), value), (name, value)
-    dropouts = {round(values["head/dropout"], 9) for _, values in trials}
+            if value is None:  # inactive: only where its parent is 0
+                assert values[ACTS_WHEN_POSITIVE[name]] == 0, name
+            else:
+                assert in_range(space.get(name), value), (name, value)
+    dropouts = {round(v["head/dropout"], 9) for _, v in trials if v["head/dropout"] is not None}
     # KerasTuner's floor division would drop 0.5 from 0.0..0.5 step 0.1; Param.declare keeps it.
     assert dropouts == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
     blocks = {values["finetune/unfreeze_blocks"] for _, values in trials}
@@ -309,3 +322,100 @@ def test_user_space_samples_in_range(kt):
         dropout = values["head/dropout"]
         assert 0.1 <= dropout <= 0.4 or math.isclose(dropout, 0.4)
     assert {round(v["head/dropout"], 9) for _, v in trials} == {0.1, 0.2, 0.3, 0.4}
+
+
+# --------------------------------------------------------------------------------------------
+# Conditional hyperparameters: searched only where they act
+
+
+def conditions(hp) -> dict[str, list[tuple[str, list]]]:
+    return {p.name: [(c.name, list(c.values)) for c in p.conditions] for p in hp.space}
+
+
+def test_phase_1_settings_need_a_hidden_layer_and_phase_2_s_rate_needs_a_block(kt):
+    default = kt.HyperParameters()
+    load_space().declare(default)
+    assert conditions(default) == {
+        "head/units": [],
+        "head/dropout": [("head/units", [128, 256, 512])],
+        "head/learning_rate": [("head/units", [128, 256, 512])],
+        # The default range starts at 1 block: the rate always acts, so it has no condition.
+        "finetune/unfreeze_blocks": [],
+        "finetune/learning_rate": [],
+    }
+    tiny = kt.HyperParameters()
+    load_space("tiny").declare(tiny)
+    assert conditions(tiny)["finetune/learning_rate"] == [("finetune/unfreeze_blocks", [1, 2, 3])]
+    assert tiny.values == {
+        "head/units": 0,
+        "finetune/unfreeze_blocks": 2,
+        "finetune/learning_rate": 3e-3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "positive"),
+    [
+        ('type = "choice"\nvalues = [0, 8, 16]', (8, 16)),
+        ('type = "choice"\nvalues = [8, 16]', None),
+        ('type = "fixed"\nvalue = 0', ()),
+        ('type = "fixed"\nvalue = 4', None),
+        ('type = "int"\nmin = 0\nmax = 8\nstep = 4', (4, 8)),
+        ('type = "int"\nmin = 0\nmax = 3', (1, 2, 3)),
+        ('type = "int"\nmin = 1\nmax = 3', None),
+        ('type = "int"\nmin = 16\nmax = 256\nstep = 2\nsampling = "log"', None),
+    ],
+)
+def test_a_parent_s_values_above_zero_are_listed_for_its_condition(tmp_path, entry, positive):
+    space = load_space(path=write(tmp_path, f"[head.units]\n{entry}\n"))
+    assert space.get("head/units").positive_values() == positive
+
+
+def test_a_hyperparameter_that_can_never_act_is_a_fixed_default_never_active(kt, tmp_path):
+    path = write(tmp_path, '[head.units]\ntype = "fixed"\nvalue = 0\n')
+    hp = kt.HyperParameters()
+    values = load_space(path=path).declare(hp)
+    assert values["head/dropout"] is None and values["head/learning_rate"] is None
+    declared = {p.name: p for p in hp.space}
+    assert type(declared["head/dropout"]).__name__ == "Fixed"
+    assert declared["head/dropout"].default == 0.2
+    assert not hp.is_active("head/dropout") and "head/dropout" not in hp.values
+
+
+def test_the_space_is_declared_the_same_way_in_every_process(kt):
+    """A worker declares the space again, and receives trials as protos: the same names, order
+    and conditions every time, and a trial's build adds nothing to its space."""
+    space = load_space("tiny")
+    first, second = kt.HyperParameters(), kt.HyperParameters()
+    space.declare(first)
+    space.declare(second)
+    assert first.get_config() == second.get_config()
+    trial = first.copy()
+    trial.values = {"head/units": 0, "finetune/unfreeze_blocks": 0}
+    values = space.declare(trial)
+    assert len(trial.space) == len(PARAM_NAMES)
+    assert values == {
+        "head/units": 0,
+        "head/dropout": None,
+        "head/learning_rate": None,
+        "finetune/unfreeze_blocks": 0,
+        "finetune/learning_rate": None,
+    }
+    received = kt.HyperParameters.from_proto(trial.to_proto())
+    assert conditions(received) == conditions(trial)
+    assert received.values == trial.values
+    space.declare(received)
+    assert len(received.space) == len(PARAM_NAMES)
+
+
+def test_an_older_project_s_space_keeps_every_hyperparameter_unconditional(kt):
+    """A project searched before conditions existed reloads a space without them: it stays so,
+    and its trials go on holding every value."""
+    space = load_space()
+    old = kt.HyperParameters()
+    for param in space.params:
+        param.declare(old)
+    before = old.get_config()
+    values = space.declare(old)
+    assert old.get_config() == before
+    assert values == DEFAULTS

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tuner.config import SearchConfig, resolve_for_data
 from tuner.data.pixels import prepare_data
 from tuner.engine.effort import contender
+from tuner.engine.oracles import RANKING, ranking_score
 from tuner.engine.spaces import Space, validate_unfreeze
 from tuner.errors import TrialError, TunerError
 from tuner.frozen.context import Overhead, SearchContext
@@ -98,15 +99,17 @@ class TransferHyperModel(kt.HyperModel):
         self.space = space
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
-        """Declares the space (and `backbone` when several are searched) on `hp`."""
+        """Declares the space (and `backbone` when several are searched) on `hp`: a
+        hyperparameter that acts only when its parent is above 0 under that condition
+        (`Space.declare`), so a trial in which it does nothing neither holds nor searches it."""
         backbones = self.context.config.backbones
         if len(backbones) > 1:
             hp.Choice(BACKBONE, list(backbones))
         self.space.declare(hp)
 
     def values(self, hp: kt.HyperParameters) -> TrialValues:
-        """The typed view of a trial's hyperparameters."""
-        return self.context.values(hp.values)
+        """The typed view of a trial's hyperparameters (an inactive one reads as its default)."""
+        return self.context.values(hp)
 
     def build(
         self, hp: kt.HyperParameters, seed: int | None = None, *, augment: bool | None = None
@@ -268,7 +271,12 @@ class TransferTuner(kt.Tuner):
             )
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict:
-        """Trains one trial and writes its summary; maps errors to KerasTuner's."""
+        """Trains one trial and writes its summary; maps errors to KerasTuner's.
+
+        Returns the best epoch's metrics, the objective's own value among them, and `RANKING`,
+        the oracle's objective: the search objective with its tiebreak folded in
+        (`tuner.engine.oracles.ranking_score`).
+        """
         config, display = self.context.config, self.context.display
         summary = TrialSummary(trial.trial_id, augment=config.augment, cache=config.cache)
         started = time.perf_counter()
@@ -290,7 +298,7 @@ class TransferTuner(kt.Tuner):
                 trial.hyperparameters.values,
                 config.objective,
             )
-            metrics = self._run(trial, summary, log)
+            metrics = self._ranked(self._run(trial, summary, log))
         except TrialError as error:
             summary.reason = str(error)
             raise kt.errors.FailedTrialError(summary.reason) from error
@@ -321,6 +329,15 @@ class TransferTuner(kt.Tuner):
                 summary.reason,
             )
         return metrics
+
+    def _ranked(self, metrics: dict[str, float]) -> dict[str, float]:
+        """`metrics` with `RANKING` added, from the class counts of the set the objective is
+        measured on."""
+        objective, data = self.context.config.objective, self.context.data
+        if objective not in metrics:
+            return metrics  # KerasTuner reports the missing objective
+        counts = list((data.val if objective.startswith("val_") else data.train).counts().values())
+        return {**metrics, RANKING: ranking_score(metrics, objective, counts)}
 
     def _run(
         self, trial: kt.engine.trial.Trial, summary: TrialSummary, log: TrialLog

@@ -214,26 +214,31 @@ class Features:
 
     def linear_head(self, name: str) -> LinearHead:
         """The logistic-regression head on standardized pooled features (`head/units = 0`),
-        its regularization chosen on the validation set; fitted once per backbone and process."""
+        fitted once per backbone and process on the training features alone: its regularization
+        is chosen by stratified k-fold log-loss on them (`tuner.models.probe`), weighted by the
+        class weights when the classes are weighed. The validation features never reach it: they
+        choose epochs and trials.
+
+        Raises:
+            DataError: a class has fewer than 2 training images (no fold could hold it out).
+        """
         if name not in self._linear:
             data = self.context.data
             with self.context.overhead.timed():
                 stats = self.feature_stats(name)
                 train = self.pooled(name, "train")
-                val = self.pooled(name, "val")
-                views = len(train) // len(data.train)
+                images = len(data.train)
+                views = len(train) // images
+                labels = np.tile(data.labels("train"), views)
                 self._linear[name] = fit_linear_head(
                     stats.standardize(train),
-                    np.tile(data.labels("train"), views),
-                    stats.standardize(val),
-                    data.labels("val"),
+                    labels,
                     data.n_classes,
-                    # The search's own objective chooses C (accuracy, ties to the lower log-loss).
-                    # Measured on scripts/quality.py's binary case: choosing by log-loss alone
-                    # kept a C whose val accuracy was 0.76 where C = 1 scored 0.80.
-                    select_on="loss"
-                    if self.context.config.objective.endswith("loss")
-                    else "accuracy",
+                    sample_weight=self.context.sample_weights(labels),
+                    seed=self.context.config.seed,
+                    # The views of one image stay in one fold: a fit never scores what it saw.
+                    groups=np.tile(np.arange(images), views),
+                    class_names=list(data.class_names),
                 )
         return self._linear[name]
 

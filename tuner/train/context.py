@@ -30,8 +30,9 @@ class TrialContext(SearchContext):
     # Compiled training models, one per graph, reused by every trial (docs/design.md §2).
     models: TrainingModels
 
-    def values(self, hyperparameters: Mapping[str, Any]) -> TrialValues:
-        """The typed view of a trial's hyperparameters (`trial.hyperparameters.values`)."""
+    def values(self, hyperparameters: Mapping[str, Any] | Any) -> TrialValues:
+        """The typed view of a trial's hyperparameters: `trial.hyperparameters`, whose space
+        gives the defaults of inactive ones (`TrialValues.of`), or its values."""
         return TrialValues.of(hyperparameters, self.config.backbones[0])
 
     def build_model(

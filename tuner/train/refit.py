@@ -233,7 +233,7 @@ def refit_trial(
     metadata."""
     started = time.perf_counter()
     config, data = context.config, context.data
-    values = context.values(trial.hyperparameters.values)
+    values = context.values(trial.hyperparameters)
     chain = read_chain(config.project_dir, trial.trial_id, dict(trial.hyperparameters.values))
     epochs = refit_epochs(
         chain,
@@ -317,12 +317,12 @@ def _fit_linear(context: TrialContext, name: str, head: keras.Model) -> None:
     views = len(train) // len(data.train)
     chosen = features.linear_head(name)
     every = np.concatenate([np.asarray(train, "float32"), np.asarray(val, "float32")])
+    labels = np.concatenate([np.tile(data.labels("train"), views), data.labels("val")])
     linear = fit_linear_head(
         stats.standardize(every),
-        np.concatenate([np.tile(data.labels("train"), views), data.labels("val")]),
-        stats.standardize(np.asarray(val, "float32")),
-        data.labels("val"),
+        labels,
         data.n_classes,
+        sample_weight=context.sample_weights(labels),
         grid=(chosen.C,),
     )
     head.get_layer("head_output").set_weights([linear.kernel, linear.bias])
