@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -61,20 +62,25 @@ def recalls(matrix: np.ndarray) -> list[float | None]:
 
 
 def balanced_accuracy(matrix: np.ndarray) -> float:
-    """The mean recall over the classes that have images."""
-    present = [r for r in recalls(matrix) if r is not None]
-    return float(np.mean(present)) if present else 0.0
+    """The mean recall over the classes that have images.
+
+    Summed exactly (fractions), so two confusion matrices with the same balanced accuracy give
+    the same float, whatever order their recalls add up in: a tie stays a tie for the tiebreak.
+    """
+    support = matrix.sum(axis=1)
+    parts = [Fraction(int(matrix[c, c]), int(support[c])) for c in range(len(matrix)) if support[c]]
+    return float(sum(parts) / len(parts)) if parts else 0.0
 
 
 def macro_f1(matrix: np.ndarray) -> float:
     """The mean F1 over the classes that have images or predictions."""
     scores = []
     for c in range(len(matrix)):
-        true, predicted, hit = matrix[c].sum(), matrix[:, c].sum(), matrix[c, c]
+        true, predicted, hit = int(matrix[c].sum()), int(matrix[:, c].sum()), int(matrix[c, c])
         if true == 0 and predicted == 0:
             continue
-        scores.append(2.0 * hit / (true + predicted))
-    return float(np.mean(scores)) if scores else 0.0
+        scores.append(Fraction(2 * hit, true + predicted))  # exact, as balanced_accuracy
+    return float(sum(scores) / len(scores)) if scores else 0.0
 
 
 def binary_auc(labels: Any, scores: Any) -> float | None:

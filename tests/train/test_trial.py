@@ -321,7 +321,10 @@ def test_a_search_ranks_by_the_objective_and_records_the_best_epoch_s_figures(
         summary = json.loads(path.read_text())
         best, per_class = summary["best"], summary["per_class"]
         assert VAL_KEYS <= set(best)
-        assert trial.score == pytest.approx(best[objective])
+        # The oracle's score folds the val_loss tiebreak in (`ranking_score`); the objective
+        # itself is recorded as it was measured.
+        assert trial.metrics.get_last_value(objective) == pytest.approx(best[objective])
+        assert -1e-9 < trial.score - best[objective] < 0.5 / len(bench.data.labels("val"))
         history = summary["phase1"]["history"] + summary["phase2"]["history"]
         chosen = _best_by_rule(history, objective, "max")
         assert summary["best_epoch"] == chosen["epoch"]

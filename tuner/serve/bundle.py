@@ -179,7 +179,9 @@ def _metadata(
         "objective": {
             "name": config.objective,
             "direction": config.direction,
-            "value": trial.score,
+            # The objective at the trial's best epoch; the oracle's score (trial.score) folds the
+            # tiebreak in (`tuner.engine.oracles`), and older projects hold only that.
+            "value": (summary.best or {}).get(config.objective, trial.score),
         },
         "validation": summary.best or {},
         "phases": {
