@@ -1,8 +1,12 @@
 """Tests for tuner.models.cuts: valid cuts, blocks, splitting and freezing.
 
-The registry-wide tests build every registered backbone once (a module-scoped fixture, so pytest
-runs all the tests of one backbone before building the next), at its minimum size with random
-weights, and check that splitting at block boundaries reproduces the full model. Each boundary costs
+The registry-wide tests build backbones once each (a module-scoped fixture, so pytest runs all the
+tests of one backbone before building the next), at its minimum size with random weights, and
+check that splitting at block boundaries reproduces the full model. The suite builds one of each
+keras.applications builder (`REPRESENTATIVES`: the variants of a family, such as EfficientNetB1 to
+B7, are the same builder at other widths and depths, under the same block pattern);
+`TUNER_ALL_BACKBONES=1 python -m pytest tests/models/test_cuts.py` builds all of them (about 2
+minutes more on 2 cores). Each boundary costs
 a forward pass of its top part, so a backbone with more than `ALL_BOUNDARIES_UP_TO` blocks is
 checked at a representative set of boundaries: the top 3 blocks, the middle one and the bottom one
 (the stem, cut at the input layer). The structure of every block (contiguous, on valid cuts, unique
@@ -10,6 +14,8 @@ names, named by the pattern) is checked for all of them.
 """
 
 from __future__ import annotations
+
+import os
 
 import keras
 import numpy as np
@@ -28,9 +34,34 @@ from tuner.models.cuts import (
 from tuner.models.registry import build_backbone, get_backbone, list_backbones
 
 ALL_BOUNDARIES_UP_TO = 6
+# One backbone per keras.applications builder (MobileNetV3 small and large share one, as do the
+# EfficientNets B0-B7, EfficientNetV2 B0-B3, DenseNets, ResNets, ResNetV2s and VGGs).
+REPRESENTATIVES = (
+    "convnexttiny",
+    "densenet121",
+    "efficientnetb0",
+    "efficientnetv2b0",
+    "efficientnetv2s",
+    "inceptionresnetv2",
+    "inceptionv3",
+    "mobilenet",
+    "mobilenetv2",
+    "mobilenetv3small",
+    "nasnetmobile",
+    "resnet50",
+    "resnet50v2",
+    "tiny",
+    "vgg16",
+    "xception",
+)
+BUILT = list_backbones() if os.environ.get("TUNER_ALL_BACKBONES") else list(REPRESENTATIVES)
 
 
-@pytest.fixture(scope="module", params=list_backbones())
+def test_the_representatives_are_registered_backbones():
+    assert set(REPRESENTATIVES) <= set(list_backbones())
+
+
+@pytest.fixture(scope="module", params=BUILT)
 def built(request):
     """One backbone at a time, built once for all the tests that use it."""
     keras.backend.clear_session()
