@@ -105,11 +105,18 @@ def binary_auc(labels: Any, scores: Any) -> float | None:
     return float(total / (positives * negatives))
 
 
-def log_loss(probabilities: Any, labels: Any) -> float:
-    """Mean cross-entropy of the true class, probabilities clipped as Keras clips them."""
+def log_loss(probabilities: Any, labels: Any, weights: Any = None) -> float:
+    """Mean cross-entropy of the true class, probabilities clipped as Keras clips them; with
+    `weights` (one per row), the weighted mean."""
     p = np.clip(as_matrix(probabilities), EPSILON, 1.0 - EPSILON)
     labels = np.asarray(labels, dtype=int).reshape(-1)
-    return float(-np.mean(np.log(p[np.arange(len(labels)), labels]))) if len(labels) else 0.0
+    if not len(labels):
+        return 0.0
+    losses = -np.log(p[np.arange(len(labels)), labels])
+    if weights is None:
+        return float(np.mean(losses))
+    weights = np.asarray(weights, dtype="float64").reshape(-1)
+    return float(np.sum(weights * losses) / np.sum(weights))
 
 
 def expected_calibration_error(probabilities: Any, labels: Any, bins: int = ECE_BINS) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tuner import metrics
 from tuner.errors import DataError
 from tuner.models import probe
 from tuner.models.probe import C_GRID, fit_linear_head
@@ -80,7 +81,7 @@ def test_the_chosen_c_is_the_grid_value_with_the_lowest_fold_log_loss():
             held = fold == i
             model = probe._fit(x[~held], y[~held], None, c)
             per_fold.append(
-                probe._log_loss(probe._full_probabilities(model, x[held], 3), y[held], None)
+                metrics.log_loss(probe._full_probabilities(model, x[held], 3), y[held], None)
             )
         losses[c] = float(np.mean(per_fold))
     best = min(losses, key=losses.get)
@@ -117,9 +118,9 @@ def test_the_held_out_log_loss_is_weighted_by_the_rows_weights():
     p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     labels = np.array([0, 1, 1])
     each = -np.log([0.9, 0.8, 0.4])
-    assert probe._log_loss(p, labels, None) == pytest.approx(each.mean())
+    assert metrics.log_loss(p, labels, None) == pytest.approx(each.mean())
     weights = np.array([1.0, 1.0, 4.0])
-    assert probe._log_loss(p, labels, weights) == pytest.approx((each * weights).sum() / 6)
+    assert metrics.log_loss(p, labels, weights) == pytest.approx((each * weights).sum() / 6)
 
 
 def test_folds_are_stratified_keep_an_image_s_views_together_and_shrink_to_the_smallest_class():

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuner import metrics
 from tuner.errors import DataError
 
 # Inverse regularization strengths tried, strongest first (scikit-learn's C = 1 / lambda).
@@ -58,7 +59,6 @@ _TOL = 1e-4
 _MAX_ITER = 2000
 # Logit given to a class the training set lacks, so the head never predicts it.
 _ABSENT_CLASS_BIAS = -30.0
-_EPS = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def fit_linear_head(
             held = fold == i
             models[i] = _fit(x[~held], y[~held], _rows(weights, ~held), c, models[i], tol=_CV_TOL)
             probabilities = _full_probabilities(models[i], x[held], n_classes)
-            losses.append(_log_loss(probabilities, y[held], _rows(weights, held)))
+            losses.append(metrics.log_loss(probabilities, y[held], _rows(weights, held)))
         loss = float(np.mean(losses))
         if best is None or loss < best[0]:
             best, worse = (loss, c, [_solution(m) for m in models]), 0
@@ -221,20 +221,7 @@ def _rows(weights: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
 def _full_probabilities(model, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Probabilities of every class (columns 0..n_classes-1), whatever classes the fit saw."""
     kernel, bias = _output_weights(model, n_classes)
-    return _softmax_or_sigmoid(x.astype("float64") @ kernel.astype("float64") + bias)
-
-
-def _log_loss(probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> float:
-    """Cross-entropy of the true classes, weighted by `weights` when given."""
-    if probabilities.shape[1] == 1:
-        p = np.clip(probabilities[:, 0], _EPS, 1 - _EPS)
-        losses = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
-    else:
-        p = np.clip(probabilities, _EPS, 1 - _EPS)
-        losses = -np.log(p[np.arange(len(labels)), labels])
-    if weights is None:
-        return float(np.mean(losses))
-    return float(np.sum(weights * losses) / np.sum(weights))
+    return metrics.tempered(x.astype("float64") @ kernel.astype("float64") + bias, 1.0)
 
 
 def _output_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,12 +246,3 @@ def _output_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
             kernel[:, label] = coef[row]
             bias[label] = intercept[row]
     return kernel.astype("float32"), bias.astype("float32")
-
-
-def _softmax_or_sigmoid(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype("float64")
-    if logits.shape[1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
