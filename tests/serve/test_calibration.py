@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tuner import metrics
+from tuner.serve import calibration
 from tuner.serve.calibration import fit, fold_temperature, output_layer, predict_logits
 
 
@@ -50,6 +51,31 @@ def test_the_temperature_steps_back_toward_1_rather_than_raise_the_ece():
     record = fit(logits, labels, 3)
     assert record["temperature"] == 1.0 and "would raise the validation ECE" in record["note"]
     assert "after" not in record["validation"]
+
+
+def _underconfident(n: int, wrong: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` images of 3 classes, every right one at a margin of 1.5 (p = 0.69) and `wrong` of
+    them wrong by a margin of 0.2: the log-loss optimum sharpens (T < 1)."""
+    labels = np.arange(n) % 3
+    logits = np.zeros((n, 3))
+    logits[np.arange(n), labels] = 1.5
+    logits[:wrong] = 0.0
+    logits[np.arange(wrong), (labels[:wrong] + 1) % 3] = 0.2
+    return logits, labels
+
+
+def test_sharpening_needs_enough_wrong_images():
+    # One wrong image among 62 (as in a quality run, where T = 0.20 doubled the test ECE): the
+    # optimum sharpens, and T = 1 is kept with the reason.
+    logits, labels = _underconfident(62, 1)
+    record = fit(logits, labels, 3)
+    assert record["fitted"] < 0.5 and record["temperature"] == 1.0
+    assert "on the strength of 1 wrong validation image " in record["note"]
+    assert "after" not in record["validation"]
+    # With MIN_ERRORS_TO_SHARPEN wrong images the evidence is enough.
+    logits, labels = _underconfident(62, calibration.MIN_ERRORS_TO_SHARPEN)
+    record = fit(logits, labels, 3)
+    assert record["note"] is None and record["temperature"] < 1.0
 
 
 def test_no_temperature_when_validation_is_all_right_or_calibration_is_off():
