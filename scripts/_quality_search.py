@@ -79,11 +79,29 @@ def evaluate_export(project: Path, data: CaseData) -> dict[str, Any]:
             raw = np.empty((len(decoded), out.shape[1]), dtype="float64")
         raw[members] = out
     assert raw is not None, "no test image"
+    logit_values = None
+    temperature = (metadata.get("calibration") or {}).get("temperature", 1.0)
+    if temperature != 1.0:
+        # For the uncalibrated ECE: the output layer's own pre-activation (z / T). Recovering it
+        # from the probabilities (log p) fails for a sharpening T < 1, whose float32 softmax
+        # saturates at 0 and 1.
+        from tuner.serve.calibration import output_layer
+
+        layer = output_layer(model)
+        activation, layer.activation = layer.activation, keras.activations.linear
+        try:
+            logit_values = np.empty_like(raw)
+            for members in groups.values():
+                batch = np.stack([decoded[i] for i in members]).astype("float32")
+                logit_values[members] = np.asarray(model(batch, training=False), "float64")
+        finally:
+            layer.activation = activation
     # A sigmoid export gives one column: make it two, then put the columns in our class order.
     probabilities = metrics.as_matrix(raw)[:, order]
     return {
         "probabilities": probabilities,
         "raw": raw,
+        "logits": logit_values,
         "metadata": metadata,
         "distinct_sizes": len(groups),
     }
@@ -195,7 +213,9 @@ def run_search(
             "weights_origin": metadata.get("weights"),
             "export_image_size": (metadata.get("input") or {}).get("image_size"),
             "settings": resolved_settings(project),
-            "calibration": calibration_record(metadata, evaluated["raw"], row, data),
+            "calibration": calibration_record(
+                metadata, evaluated["raw"], row, data, evaluated.get("logits")
+            ),
             "package_test": package_test_record(project, row),
         }
     )
@@ -268,13 +288,18 @@ def find_number(
     return None
 
 
-def calibration_record(metadata: dict[str, Any], raw: Any, row: Row, data: CaseData) -> dict:
+def calibration_record(
+    metadata: dict[str, Any], raw: Any, row: Row, data: CaseData, logit_values: Any = None
+) -> dict:
     """The export's calibration and the uncalibrated test figures.
 
     The uncalibrated ECE comes from the export's own outputs with its temperature taken back out
-    (probabilities of T x log p; a temperature leaves the argmax, so the accuracy, unchanged), or
+    (probabilities of T x the output layer's pre-activation when `logit_values` holds it, else
+    of T x log p; a temperature leaves the argmax, so the accuracy, unchanged), or
     else from what metadata.json records as the ECE before calibration on test; `unknown` when
     the export records neither (no calibration block: an export of a package without it)."""
+    import numpy as np
+
     from tuner import metrics
 
     block = metadata.get("calibration")
@@ -294,7 +319,8 @@ def calibration_record(metadata: dict[str, Any], raw: Any, row: Row, data: CaseD
     if temperature is not None and temperature > 0 and math.isfinite(temperature):
         # raw is what the model outputs: p = softmax(z / T) (or a sigmoid column); the
         # logits of p are z / T up to a per-row constant, so T x logits(p) gives z back.
-        uncalibrated = metrics.tempered(metrics.logits(raw), 1.0 / temperature)
+        z = metrics.logits(raw) if logit_values is None else np.asarray(logit_values, "float64")
+        uncalibrated = metrics.tempered(z, 1.0 / temperature)
         order = [list(metadata["class_names"]).index(name) for name in data.class_names]
         figures = metrics.scores(
             metrics.as_matrix(uncalibrated)[:, order], data.test.labels, data.n_classes
