@@ -142,7 +142,7 @@ LONGEST_FIRST = (
     "tests/serve/test_formats.py",  # every export format and its real consumer
     "tests/engine/test_transfer.py",
     "tests/engine/test_faults.py",  # killed and rerun searches
-    "tests/test_notebook.py",  # a 10-trial search in a real Jupyter kernel
+    "tests/test_notebook.py",  # a 6-trial search in a real Jupyter kernel
     "tests/test_api.py",  # a search in-process, then the commands as processes
     "tests/train/test_trial.py",  # both paths, weighted and not, three ranked searches
     "tests/train/test_reuse.py",

@@ -1,6 +1,6 @@
 """examples/quickstart.ipynb, executed in a real Jupyter kernel (nbclient, ipykernel).
 
-One kernel runs the notebook once, with its parameter cell rewritten to a 10-trial search of the
+One kernel runs the notebook once, with its parameter cell rewritten to a 6-trial search of the
 tiny backbone on a tiny generated folder; the tests assert on what came back: the leaderboard, the
 live view updated in place, the size of the outputs, and no TensorFlow start-up noise or colour
 codes anywhere.
@@ -22,7 +22,7 @@ from tests.images import make_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
-TRIALS = 10
+TRIALS = 6
 # The cheapest search that still runs both phases of every trial it can.
 SEARCH = dict(
     backbone="tiny",

@@ -12,7 +12,7 @@ from tests.images import make_folder
 from tuner import search as cli
 
 
-def base_args(data: Path, project: Path) -> list[str]:
+def base_args(data: Path, project: Path, trials: int = 2) -> list[str]:
     return [
         "--backbone",
         "tiny",
@@ -23,7 +23,7 @@ def base_args(data: Path, project: Path) -> list[str]:
         "--image-size",
         "32",
         "--max-trials",
-        "2",
+        str(trials),
         "--epochs-head",
         "2",
         "--epochs-finetune",
@@ -39,7 +39,7 @@ def base_args(data: Path, project: Path) -> list[str]:
 def test_flat_folder_search_exports_a_model(tmp_path, capsys):
     data = make_folder(tmp_path / "flat", classes=("cat", "dog"), layout="flat")
     project = tmp_path / "project"
-    assert cli.main(base_args(data, project)) == 0
+    assert cli.main(base_args(data, project, trials=1)) == 0
     out = capsys.readouterr().out
     assert "Trials by val_accuracy" in out and "completed" in out
     metadata = json.loads((project / "export" / "metadata.json").read_text())
@@ -132,9 +132,10 @@ def test_help_does_not_import_tensorflow():
 def test_resuming_with_other_settings_is_refused_and_names_the_difference(tmp_path, capsys):
     data = make_folder(tmp_path / "data")
     project = tmp_path / "project"
-    assert cli.main(base_args(data, project)) == 0
+    # One trial a search.
+    assert cli.main(base_args(data, project, trials=1)) == 0
     capsys.readouterr()
-    changed = base_args(data, project)
+    changed = base_args(data, project, trials=1)
     changed[changed.index("--epochs-head") + 1] = "3"
     assert cli.main(changed) == 2
     err = capsys.readouterr().err.strip()
@@ -142,11 +143,11 @@ def test_resuming_with_other_settings_is_refused_and_names_the_difference(tmp_pa
     assert "--epochs-head 3 (this project: 2)" in err and "--overwrite" in err
     space = tmp_path / "space.toml"
     space.write_text('[head.dropout]\ntype = "fixed"\nvalue = 0.3\n')
-    assert cli.main(base_args(data, project) + ["--space", str(space)]) == 2
+    assert cli.main(base_args(data, project, trials=1) + ["--space", str(space)]) == 2
     assert "--space (differs in head/dropout)" in capsys.readouterr().err
     # More trials is the same search, continued; --overwrite starts another.
-    more = base_args(data, project)
-    more[more.index("--max-trials") + 1] = "3"
+    more = base_args(data, project, trials=1)
+    more[more.index("--max-trials") + 1] = "2"
     assert cli.main(more) == 0
     assert cli.main(changed + ["--overwrite"]) == 0
     run = json.loads((project / "run.json").read_text())
