@@ -48,6 +48,10 @@ def test_val_auc_ranks_two_classes_only():
     resolve_for_data(_config(objective="val_auc"), [10, 10], ["a", "b"])
     with pytest.raises(ConfigError, match="val_auc ranks two classes; these data have 3"):
         resolve_for_data(_config(objective="val_auc"), [10, 10, 10], ["a", "b", "c"])
+    # A validation split without one of the two classes: no epoch could be scored.
+    resolve_for_data(_config(objective="val_auc"), [10, 10], ["a", "b"], [3, 1])
+    with pytest.raises(ConfigError, match="has none of class 'b'"):
+        resolve_for_data(_config(objective="val_auc"), [10, 10], ["a", "b"], [3, 0])
 
 
 @pytest.mark.parametrize(

@@ -307,7 +307,10 @@ def parse_augmentations(text: str) -> tuple[str, ...]:
 
 
 def resolve_for_data(
-    config: SearchConfig, counts: list[int], class_names: list[str]
+    config: SearchConfig,
+    counts: list[int],
+    class_names: list[str],
+    val_counts: list[int] | None = None,
 ) -> tuple[SearchConfig, list[str]]:
     """`config` with `--class-weight auto` and `--objective auto` decided by the training set's
     class counts, and one line for each saying what applies and why.
@@ -317,7 +320,9 @@ def resolve_for_data(
     val_balanced_accuracy; otherwise no weights and val_accuracy.
 
     Raises:
-        ConfigError: `val_auc` with more than two classes.
+        ConfigError: `val_auc` with more than two classes, or with a validation split (its
+            per-class `val_counts`) that lacks one of them: the AUC is then undefined on every
+            epoch, and no trial could be ranked.
     """
     from tuner.metrics import IMBALANCE_RATIO, imbalance
 
@@ -347,5 +352,12 @@ def resolve_for_data(
         raise ConfigError(
             f"--objective val_auc ranks two classes; these data have {len(class_names)}. Use "
             "val_balanced_accuracy or val_macro_f1."
+        )
+    if objective == "val_auc" and val_counts is not None and min(val_counts) == 0:
+        missing = class_names[list(val_counts).index(0)]
+        raise ConfigError(
+            f"--objective val_auc needs validation images of both classes; the validation split "
+            f"has none of class {missing!r}. Add some to --val-data (or raise --val-split), "
+            "or rank by val_balanced_accuracy."
         )
     return (config.replace(**changes) if changes else config), notes

@@ -65,7 +65,10 @@ def prepare(config: SearchConfig, space: Space, display: SearchDisplay | None = 
     data = prepare_data(config, sizes[config.backbones[0]], display)
     # `--class-weight auto` and `--objective auto` are decided by the training classes' counts.
     config, notes = resolve_for_data(
-        config, list(data.train.counts().values()), list(data.class_names)
+        config,
+        list(data.train.counts().values()),
+        list(data.class_names),
+        list(data.val.counts().values()),
     )
     for note in notes:
         display.message(note)
