@@ -174,3 +174,36 @@ def test_validation_writes_its_metrics_into_the_logs_the_later_callbacks_get():
     kept = recorder.best_predictions
     recorder.on_epoch_end(1, {**logs, "val_macro_f1": logs["val_macro_f1"] - 0.1})
     assert recorder.best_predictions is kept and recorder.best_epoch == 1
+
+
+def test_with_class_weights_the_validation_loss_is_the_weighted_one():
+    """Under `--class-weight balanced` val_loss is the class-weighted cross-entropy (each class
+    counts alike, however few its images); the other figures are the same either way."""
+    import numpy as np
+
+    from tuner.metrics import log_loss, scores
+    from tuner.train.recorder import Recorder, Validation
+
+    class Fixed:  # a model whose predictions are given
+        def __init__(self, probabilities):
+            self.probabilities = probabilities
+
+        def predict(self, batches, verbose=0):
+            return self.probabilities
+
+    labels = np.array([0] * 9 + [1])
+    probabilities = np.full((10, 2), 0.5)
+    probabilities[:9] = [0.9, 0.1]  # the common class: sure and right
+    probabilities[9] = [0.8, 0.2]  # the rare one: wrong
+    model = Fixed(probabilities)
+    plain = Validation(None, labels, 2, Recorder("val_accuracy", "max", lambda: None))
+    weights = np.where(labels == 1, 5.0, 10 / 18)  # balanced: 10 / (2 x count)
+    weighted = Validation(None, labels, 2, Recorder("val_accuracy", "max", lambda: None), weights)
+    a, b = plain.measure(model), weighted.measure(model)
+    assert a["val_loss"] == pytest.approx(scores(probabilities, labels, 2)["loss"])
+    assert b["val_loss"] == pytest.approx(log_loss(probabilities, labels, weights))
+    # The rare class's one wrong image is half of the weighted loss, a tenth of the plain one.
+    assert b["val_loss"] == pytest.approx((-np.log(0.9) - np.log(0.2)) / 2)
+    assert {k: v for k, v in a.items() if k != "val_loss"} == {
+        k: v for k, v in b.items() if k != "val_loss"
+    }

@@ -189,6 +189,11 @@ def test_class_weights_change_what_each_phase_trains(search_config, imbalanced, 
             assert len(train.element_spec) == 3 and len(val.element_spec) == 2
             _, _, rows = next(iter(train))
             assert sorted(set(np.round(rows.numpy(), 4))) == [0.625, 2.5]
+            # And the validation loss weighs each image by its class's weight, as training does.
+            assert sorted(set(np.round(plan._validation(val, None).weights, 4))) == [0.625, 2.5]
+        else:
+            plan, _, _ = _train(weighted, values, [])
+            assert plan._validation(plan._phase(1, 5)[2], None).weights is None
         _, _, (head, finetuned) = _train(weighted, values, [(1, 0, 1), (2, 1, 2)])
         trained[run] = (head, finetuned)
     (head_b, tuned_b), (head_n, tuned_n) = trained[0], trained[1]

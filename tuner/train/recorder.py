@@ -24,7 +24,7 @@ import numpy as np
 
 from tuner.config import TIEBREAK
 from tuner.errors import TrialError
-from tuner.metrics import scores
+from tuner.metrics import log_loss, scores
 from tuner.models.network import Pieces
 from tuner.ui.display import SearchDisplay
 
@@ -63,16 +63,27 @@ class Validation(keras.callbacks.Callback):
         n_classes: the number of classes.
         recorder: told each epoch's validation probabilities (`Recorder.predictions`), to keep
             those of the best epoch.
+        weights: one weight per validation image (its class's weight under `--class-weight
+            balanced`), or None. With them `val_loss` is the weighted mean cross-entropy, the
+            loss the model trains on: the tiebreak of the objective (early stopping, the best
+            epoch, the oracles) then weighs a rare class's few images as much as a common
+            class's many, instead of letting the common classes decide every tie.
     """
 
     def __init__(
-        self, batches: Any, labels: np.ndarray, n_classes: int, recorder: Recorder
+        self,
+        batches: Any,
+        labels: np.ndarray,
+        n_classes: int,
+        recorder: Recorder,
+        weights: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.batches = batches
         self.labels = np.asarray(labels, dtype=int).reshape(-1)
         self.n_classes = n_classes
         self.recorder = recorder
+        self.weights = None if weights is None else np.asarray(weights, "float64").reshape(-1)
 
     def measure(self, model: keras.Model) -> dict[str, float]:
         """The `val_` metrics of `model` as it stands; its probabilities go to the recorder."""
@@ -83,6 +94,8 @@ class Validation(keras.callbacks.Callback):
                 f"{len(probabilities)}."
             )
         figures = scores(probabilities, self.labels, self.n_classes)
+        if self.weights is not None:
+            figures["loss"] = log_loss(probabilities, self.labels, self.weights)
         self.recorder.predictions = probabilities
         return {
             f"val_{name}": float(figures[name])

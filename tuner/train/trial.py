@@ -201,7 +201,9 @@ class _Plan:
 
     def _validation(self, val: tf.data.Dataset, recorder: Recorder) -> Validation:
         data = self.context.data
-        return Validation(val, data.labels("val"), data.n_classes, recorder)
+        labels = data.labels("val")
+        weights = self.context.sample_weights(labels)  # None unless the classes are weighed
+        return Validation(val, labels, data.n_classes, recorder, weights)
 
     def _callbacks(
         self, validation: Validation, recorder: Recorder
