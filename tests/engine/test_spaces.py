@@ -419,3 +419,24 @@ def test_an_older_project_s_space_keeps_every_hyperparameter_unconditional(kt):
     values = space.declare(old)
     assert old.get_config() == before
     assert values == DEFAULTS
+
+
+def test_without_fine_tuning_the_unfreeze_depth_and_its_rate_are_not_searched(kt, tmp_path):
+    """`--epochs-finetune 0`: no trial fine-tunes, so two trials that differed only in the
+    unfreeze depth or the fine-tuning rate would be the same trial; neither is searched."""
+    from tests.helpers import tiny_config
+    from tuner.engine.spaces import space_for
+
+    config = tiny_config(tmp_path / "data", tmp_path / "project")
+    searched = space_for(config)
+    assert searched.get("finetune/unfreeze_blocks").kind != "fixed"
+    space = space_for(config.replace(epochs_finetune=0))
+    unfreeze = space.get("finetune/unfreeze_blocks")
+    assert unfreeze.kind == "fixed" and unfreeze.default == 0
+    assert unfreeze.source == "--epochs-finetune 0"
+    hp = kt.HyperParameters()
+    values = space.declare(hp)
+    assert values["finetune/unfreeze_blocks"] == 0 and values["finetune/learning_rate"] is None
+    assert not hp.is_active("finetune/learning_rate")
+    # The head's hyperparameters are searched as before.
+    assert space.get("head/units") == searched.get("head/units")

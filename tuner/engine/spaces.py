@@ -15,7 +15,7 @@ object duck-typed, so the CLI can load and validate a space before anything heav
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +168,40 @@ def load_space(family: str | None = None, path: str | os.PathLike[str] | None = 
 
 def space_for(config: SearchConfig) -> Space:
     """The space a search configuration searches: `load_space` with the family of its backbone
-    (when it searches one; several share the default) and its `--space` file."""
+    (when it searches one; several share the default) and its `--space` file.
+
+    With `--epochs-finetune 0` no trial fine-tunes, so `finetune/unfreeze_blocks` is fixed at 0
+    (and `finetune/learning_rate`, which acts only above 0, is never searched): trials that
+    differed only in them would be the same trial.
+    """
     from tuner.models.registry import get_backbone  # loads Keras: only once a search is decided
 
     one = len(config.backbones) == 1
-    return load_space(get_backbone(config.backbones[0]).family if one else None, config.space)
+    space = load_space(get_backbone(config.backbones[0]).family if one else None, config.space)
+    if config.epochs_finetune == 0:
+        space = _without_finetuning(space)
+    return space
+
+
+def _without_finetuning(space: Space) -> Space:
+    """`space` with `finetune/unfreeze_blocks` fixed at 0."""
+    params = tuple(
+        replace(
+            param,
+            kind="fixed",
+            values=None,
+            min=None,
+            max=None,
+            step=None,
+            sampling=None,
+            default=0,
+            source="--epochs-finetune 0",
+        )
+        if param.name == UNFREEZE_BLOCKS
+        else param
+        for param in space.params
+    )
+    return replace(space, params=params)
 
 
 def validate_unfreeze(space: Space, n_blocks: int, backbone: str) -> None:
