@@ -36,6 +36,7 @@ from tests.helpers import (
 )
 from tests.images import make_folder, write_jpeg, write_png
 from tuner import search as cli
+from tuner.data.pixels import STAGING
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -176,12 +177,17 @@ def test_sigkill_during_a_trial_then_rerun_keeps_finished_trials(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_cache_build_then_rerun_never_trusts_the_partial_file(tmp_path):
+def test_sigkill_during_a_cache_build_then_rerun_never_trusts_the_partial_file(
+    tmp_path, monkeypatch
+):
     from tuner.cache.store import ArrayCache
 
     data = make_folder(tmp_path / "data")
     project = tmp_path / "project"
     cache_dir = project / "cache"
+    staging = tmp_path / "tmp"  # the children's temporary folder, where pixels are staged
+    staging.mkdir()
+    monkeypatch.setenv("TMPDIR", str(staging))
     command = search_command(data, project, trials=1)  # the kill comes before any trial
 
     def building(_text: str) -> bool:
@@ -189,6 +195,8 @@ def test_sigkill_during_a_cache_build_then_rerun_never_trusts_the_partial_file(t
 
     start_and_kill_when(command, tmp_path, tmp_path / "run1.log", building)
     killed_at = time.time()
+    # The first entry the cache builds is the decoded pixels, staged in TMPDIR until stored.
+    assert list(staging.glob(f"{STAGING}*")), "the kill came after the pixels were stored"
 
     (partial,) = cache_dir.glob(".*.tmp.npy")
     stem = re.match(r"^\.(.+)\.\d+\.[0-9a-f]+\.tmp\.npy$", partial.name).group(1)
@@ -211,6 +219,7 @@ def test_sigkill_during_a_cache_build_then_rerun_never_trusts_the_partial_file(t
         assert cache.lookup(meta["name"], meta["key"]) is not None, sidecar.name
     rebuilt = json.loads((cache_dir / f"{stem}.json").read_text())
     assert rebuilt["created"] > killed_at
+    assert not list(staging.glob(f"{STAGING}*")), "the killed search's staging file is left"
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,37 @@ Decoded = tuple[
 ]  # (kept images, uint8 pixels, skipped files)
 
 
+# Decoded pixels are staged in the temporary folder as `STAGING<pid>-<size>-<random>.tmp` until
+# the data pass their checks and the store takes them. A process killed meanwhile (SIGKILL, OOM)
+# cannot remove its file; the next decode removes the files of processes no longer running.
+STAGING = "tuner-pixels-"
+
+
+def sweep_staging(folder: str | None = None) -> list[Path]:
+    """Removes the staging files in `folder` (the temporary folder) whose process is gone;
+    returns them. A file whose process still runs, or whose name carries no process id (an
+    older version's), is left alone."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{STAGING}*-*-*.tmp"):
+        pid = path.name[len(STAGING) :].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
+
+
 class PixelStore:
     """Decoded, resized pixels of an image set, kept in the cache so that a rerun decodes nothing.
 
@@ -192,7 +223,8 @@ class Decoder:
             claim["built"] = True
         writer = None
         if self.store is not None:
-            fd, name = tempfile.mkstemp(prefix=f"tuner-pixels-{size}-", suffix=".tmp")
+            sweep_staging()
+            fd, name = tempfile.mkstemp(prefix=f"{STAGING}{os.getpid()}-{size}-", suffix=".tmp")
             os.close(fd)
             writer = RowWriter(name, (size, size, 3), "uint8")
         try:
