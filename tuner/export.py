@@ -64,7 +64,8 @@ class _Export(Command):
             "--refit",
             action="store_true",
             help="retrain the trial's hyperparameters on the training and validation images "
-            "together, for the trial's own number of epochs per phase, then export",
+            "together, up to the trial's best epoch (phase 2 skipped when that was in phase 1), "
+            "then export",
         )
         parser.add_argument(
             "--test-data",
