@@ -161,6 +161,9 @@ class Settings:
     verbose: bool
     seeds: tuple[int, ...] = (SEARCH_SEED,)
     recipe_rows: str = "own"
+    # `python -m tuner.export PROJECT --refit` after every search: its export retrains on
+    # train+val, as the recipe and the probes train.
+    search_refit: bool = False
 
     def record(self) -> dict[str, Any]:
         """What the JSON result says about how the rows were measured."""
@@ -168,6 +171,7 @@ class Settings:
             "quick": self.quick,
             "seeds": list(self.seeds),
             "recipe_rows": self.recipe_rows,
+            "search_refit": self.search_refit,
             "recipe_epochs": [self.head_epochs, self.finetune_epochs],
             "recipe": {
                 "head_units": RECIPE_HEAD_UNITS,

@@ -178,6 +178,19 @@ def run_search(
             stderr=subprocess.STDOUT,
             check=False,
         )
+    if result.returncode == 0 and s.search_refit:
+        # The export retrains the exported trial on train+val and scores it on TEST again.
+        refit = [sys.executable, "-m", "tuner.export", str(project), "--refit", "--quiet"]
+        row.details["refit_command"] = " ".join(refit[1:])
+        with open(log, "a") as out:
+            result = subprocess.run(
+                refit,
+                cwd=_harness.REPO,
+                env=_harness.child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
     search_s = time.perf_counter() - start
     row.details["search_s"] = search_s
     row.details["exit_code"] = result.returncode

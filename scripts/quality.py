@@ -319,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds taken off the recipe's train time for --time-budget (default: "
         f"{BUDGET_MARGIN_S:g}; {QUICK_MARGIN_S:g} with --quick)",
     )
+    parser.add_argument(
+        "--search-refit",
+        action="store_true",
+        help="after every search, `python -m tuner.export PROJECT --refit`: the export then "
+        "retrains on train+val, as the recipe and the probes do (its time counts as the "
+        "search's)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the recipe's epochs")
     return parser
 
@@ -359,6 +366,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         verbose=args.verbose,
         seeds=tuple(range(1, seeds + 1)),
         recipe_rows=args.recipe_rows,
+        search_refit=args.search_refit,
     )
 
 
