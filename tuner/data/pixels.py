@@ -42,7 +42,7 @@ Decoded = tuple[
 
 # Decoded pixels are staged in the temporary folder as `STAGING<pid>-<size>-<random>.tmp` until
 # the data pass their checks and the store takes them. A process killed meanwhile (SIGKILL, OOM)
-# cannot remove its file; the next decode removes the files of processes no longer running.
+# cannot remove its file; the next search removes the files of processes no longer running.
 STAGING = "tuner-pixels-"
 
 
@@ -200,6 +200,8 @@ class Decoder:
         self._unsaved: list[tuple[ImageSet, int, Decoded, RowWriter]] = []
         self._stored: dict[int, Decoded] = {}  # by id() of the decoded pixels
         self._committed = False
+        if store is not None:
+            sweep_staging()  # what killed searches left, whether or not this one decodes
 
     def decode(self, images: ImageSet, size: int) -> Decoded:
         """`images` decoded and resized to `size` (see `tuner.data.decode.load_pixels`)."""
@@ -223,7 +225,6 @@ class Decoder:
             claim["built"] = True
         writer = None
         if self.store is not None:
-            sweep_staging()
             fd, name = tempfile.mkstemp(prefix=f"{STAGING}{os.getpid()}-{size}-", suffix=".tmp")
             os.close(fd)
             writer = RowWriter(name, (size, size, 3), "uint8")
