@@ -131,6 +131,19 @@ def search_project(s: Settings, case: Case, seed: int, name: str) -> Path:
     return s.work_dir / f"{case.name}-s{seed}{tail}"
 
 
+def _logged(command: list[str], log: Path, mode: str) -> subprocess.CompletedProcess:
+    """Runs `command` from the repository, its output written to `log` (opened with `mode`)."""
+    with open(log, mode) as out:
+        return subprocess.run(
+            command,
+            cwd=_harness.REPO,
+            env=_harness.child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+
+
 def run_search(
     case: Case,
     weights: str,
@@ -169,28 +182,12 @@ def run_search(
     say(f"  $ python {row.details['command']}")
     s.work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(log, "w") as out:
-        result = subprocess.run(
-            command,
-            cwd=_harness.REPO,
-            env=_harness.child_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+    result = _logged(command, log, "w")
     if result.returncode == 0 and s.search_refit:
         # The export retrains the exported trial on train+val and scores it on TEST again.
         refit = [sys.executable, "-m", "tuner.export", str(project), "--refit", "--quiet"]
         row.details["refit_command"] = " ".join(refit[1:])
-        with open(log, "a") as out:
-            result = subprocess.run(
-                refit,
-                cwd=_harness.REPO,
-                env=_harness.child_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+        result = _logged(refit, log, "a")
     search_s = time.perf_counter() - start
     row.details["search_s"] = search_s
     row.details["exit_code"] = result.returncode
