@@ -85,17 +85,11 @@ def evaluate_export(project: Path, data: CaseData) -> dict[str, Any]:
         # For the uncalibrated ECE: the output layer's own pre-activation (z / T). Recovering it
         # from the probabilities (log p) fails for a sharpening T < 1, whose float32 softmax
         # saturates at 0 and 1.
-        from tuner.serve.calibration import output_layer
+        from tuner.serve.calibration import predict_logits
 
-        layer = output_layer(model)
-        activation, layer.activation = layer.activation, keras.activations.linear
-        try:
-            logit_values = np.empty_like(raw)
-            for members in groups.values():
-                batch = np.stack([decoded[i] for i in members]).astype("float32")
-                logit_values[members] = np.asarray(model(batch, training=False), "float64")
-        finally:
-            layer.activation = activation
+        logit_values = np.empty_like(raw)
+        for members in groups.values():
+            logit_values[members] = predict_logits(model, np.stack([decoded[i] for i in members]))
     # A sigmoid export gives one column: make it two, then put the columns in our class order.
     probabilities = metrics.as_matrix(raw)[:, order]
     return {
